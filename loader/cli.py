@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -33,10 +34,65 @@ def schema() -> None:
     click.echo(json.dumps(load_schema("spec.schema.json"), indent=2))
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--source",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read this file instead of the spec's source.file.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.html, report.json and rejects (default: runs/<spec name>).",
+)
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=1),
+    help="Stop after this many errors (exit 3): for hopeless files.",
+)
+@click.option(
+    "--emit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the payloads of valid rows to this JSONL file.",
+)
+def validate(
+    spec: Path, source: Path | None, out_dir: Path | None, max_errors: int | None, emit: Path | None
+) -> int:
+    """Check every row of SPEC's source against the mapping and the API schemas.
+
+    Sends nothing. Exit 0 if every row is valid, 1 if some are not, 2 for a spec error.
+    """
+    from loader.dryrun import dry_run
+    from loader.spec import load_spec
+
+    loaded = load_spec(spec)
+    if source is not None:
+        loaded = loaded.with_source(source)
+    for warning in loaded.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    result = dry_run(loaded, out_dir=out_dir, max_errors=max_errors, emit=emit, progress=True)
+    s = result.summary
+    click.echo(
+        f"{s.rows} rows: {s.valid} valid, {s.invalid} invalid "
+        f"({s.issues} errors, {s.warnings} warnings)"
+    )
+    if s.stopped_early:
+        click.echo(f"Stopped early: --max-errors {max_errors} reached.")
+    click.echo(f"Report:  {result.report_html}")
+    click.echo(f"         {result.report_json}")
+    if result.rejects:
+        click.echo(f"Rejects: {result.rejects}")
+    if result.emitted:
+        click.echo(f"Payloads: {result.emitted}")
+    return result.exit_code
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="loader", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="loader", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
@@ -51,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
