@@ -142,16 +142,26 @@ class Planted:
 PLANTED = Planted()
 
 
-def main(argv: list[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else HERE
+def generate(out: Path) -> dict[str, list[tuple[str, int]]]:
+    """Write complaints.xlsx and contacts-export.csv into `out`; return the planted faults
+    by reason. Both files draw from one generator, so they are always written together."""
     out.mkdir(parents=True, exist_ok=True)
     PLANTED.rows.clear()
     rng = random.Random(SEED)
     write_complaints_xlsx(out / "complaints.xlsx", rng)
     write_contacts_csv(out / "contacts-export.csv", rng)
-    shutil.copyfile(CFPB_SOURCE, out / "cfpb-complaints.csv")
-    for reason, rows in PLANTED.rows.items():
-        print(f"{reason}: {', '.join(f'{w}!{r}' for w, r in sorted(rows))}")
+    return {reason: sorted(rows) for reason, rows in PLANTED.rows.items()}
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1]) if len(argv) > 1 else HERE
+    planted = generate(out)
+    # The CFPB file is a verbatim copy; where the shared data folder is absent the
+    # committed copy stays as it is.
+    if CFPB_SOURCE.exists():
+        shutil.copyfile(CFPB_SOURCE, out / "cfpb-complaints.csv")
+    for reason, rows in planted.items():
+        print(f"{reason}: {', '.join(f'{w}!{r}' for w, r in rows)}")
     return 0
 
 
