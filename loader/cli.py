@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -87,6 +88,139 @@ def validate(
     if result.emitted:
         click.echo(f"Payloads: {result.emitted}")
     return result.exit_code
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--source",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read this file instead of the spec's source.file.",
+)
+@click.option(
+    "--target",
+    help="Tenant URL (https://uat.icasework.com/?db=ACCOUNT, https://ACCOUNT.icasework.com/, "
+    "or a sandbox's URL); credentials from LOADER_API_KEY and LOADER_API_SECRET. "
+    "Default: an embedded sandbox beside the ledger.",
+)
+@click.option(
+    "--ledger",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ledger file (default: runs/<spec name>/ledger.sqlite). The same ledger resumes.",
+)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Requests per second.")
+@click.option("--burst", type=click.IntRange(min=1), help="Requests allowed at once above --rate.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=48,
+    show_default=True,
+    help="Requests in flight at most.",
+)
+@click.option("--limit", type=click.IntRange(min=0), help="Send at most this many rows.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for results.csv, failures.csv, run-summary.json (default: the ledger's).",
+)
+@click.option(
+    "--in-doubt",
+    type=click.Choice(["stop", "lookup", "resend"]),
+    default="lookup",
+    show_default=True,
+    help="Rows whose request may have been applied: look up where the operation can, resend "
+    "where it is idempotent; for the others stop (and list them) or resend.",
+)
+@click.option("--retry-failed", is_flag=True, help="Send failed rows again.")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append one JSON line per attempt (no payload values, no tokens).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary.")
+@click.option("--chunk-size", type=click.IntRange(min=1), hidden=True, default=5000)
+def run(
+    spec: Path,
+    source: Path | None,
+    target: str | None,
+    ledger: Path | None,
+    rate: float | None,
+    burst: int | None,
+    concurrency: int,
+    limit: int | None,
+    out_dir: Path | None,
+    in_doubt: str,
+    retry_failed: bool,
+    log_file: Path | None,
+    quiet: bool,
+    chunk_size: int,
+) -> int:
+    """Send SPEC's rows to the target, throttled and resumable; run again to resume.
+
+    Exit 0 all rows succeeded (or were done), 1 some failed or were rejected, 2 spec error,
+    3 stopped with rows in doubt, 130 interrupted.
+    """
+    from loader.execute import InDoubtPolicy, Settings
+    from loader.run import RunOptions
+    from loader.run import run as run_spec
+    from loader.spec import load_spec
+
+    loaded = load_spec(spec)
+    if source is not None:
+        loaded = loaded.with_source(source)
+    for warning in loaded.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    policy = cast(InDoubtPolicy, in_doubt)  # click.Choice checked it
+    settings = Settings(concurrency=concurrency, in_doubt=policy, upload_limit=chunk_size)
+    options = RunOptions(
+        target=target,
+        ledger=ledger,
+        out=out_dir,
+        rate=rate,
+        burst=burst,
+        limit=limit,
+        retry_failed=retry_failed,
+        log_file=log_file,
+        progress=not quiet,
+        settings=settings,
+    )
+    result = run_spec(loaded, options, echo=lambda line: click.echo(line, err=True))
+    if not quiet:
+        for line in result.lines:
+            click.echo(line)
+        click.echo(f"Results: {result.out_dir / 'results.csv'}")
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(ledger: Path, as_json: bool) -> None:
+    """Counts by state and step, the last run's rate and the most frequent errors."""
+    from loader.run import format_status, status_report
+
+    report = status_report(ledger)
+    click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
+
+
+@cli.command()
+@click.argument("ledger", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the CSV here (default: standard output).",
+)
+def results(ledger: Path, out_file: Path | None) -> None:
+    """Source key, row, step, state, target id, error code and info of every entry (CSV)."""
+    from loader.ledger import Ledger
+    from loader.run import write_results
+
+    with Ledger.open(ledger, readonly=True) as opened:
+        count = write_results(opened, out_file, stdout=click.get_text_stream("stdout"))
+    if out_file is not None:
+        click.echo(f"{count} entries written to {out_file}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
