@@ -476,8 +476,8 @@ def contact_rows(rng: random.Random) -> Iterator[list[str]]:
                 f"0{rng.choice(['7700900', '1632960'])}{rng.randint(0, 999):03d}",
             ]
         )
-    rows[17][1:4] = ["Ms", "Zoë", "O’Brien"]
-    rows[18][1:4] = ["Mr", "Ægir", "Sørensen"]
+    rows[17][1:4], rows[17][8] = ["Ms", "Zoë", "O’Brien"], "zoe.obrien@example.com"
+    rows[18][1:4], rows[18][8] = ["Mr", "Ægir", "Sørensen"], "aegir.sorensen@example.net"
     rows[19][4] = "12 Queen’s Walk; rear entrance"  # a delimiter inside a quoted field
     picks = iter(rng.sample(range(30, CONTACT_ROWS), 4))
     i = next(picks)

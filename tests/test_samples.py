@@ -123,6 +123,15 @@ def test_spec_matches_the_shipped_json_schema(path: Path) -> None:
     assert errors == []
 
 
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_spec_loads(path: Path) -> None:
+    from loader.spec import load_spec
+
+    spec = load_spec(path)
+    assert spec.source.file.exists()
+    assert spec.steps
+
+
 def test_channel_lookup_and_cfpb_map_use_only_the_tenants_methods() -> None:
     overlay = json.loads((MAPPINGS / "tenant-createcase.schema.json").read_text(encoding="utf-8"))
     methods = set(overlay["properties"]["RequestMethod"]["enum"])
