@@ -19,6 +19,7 @@ import random
 import re
 import shutil
 import sys
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -395,8 +396,9 @@ def messy(rng: random.Random, value: str) -> str:
 def email(rng: random.Random, first: str, surname: str) -> str | None:
     if rng.random() < 0.12:
         return None
-    local = re.sub(r"[^A-Za-z0-9.]", "", f"{first}.{surname}".replace("’", ""))
-    local = local.encode("ascii", "ignore").decode() or "resident"
+    # "Zoë O’Brien" -> "zoe.obrien": accents dropped the way mail systems fold them.
+    folded = unicodedata.normalize("NFKD", f"{first}.{surname}").encode("ascii", "ignore")
+    local = re.sub(r"[^A-Za-z0-9.]", "", folded.decode()) or "resident"
     domain = rng.choice(["example.com", "example.org", "example.net"])
     address = f"{local}{rng.randint(1, 99)}@{domain}"
     return address.upper() if rng.random() < 0.03 else address.lower() + rng.choice(["", "", " "])
