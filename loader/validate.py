@@ -130,6 +130,7 @@ def _conforms(name: str, value: object) -> bool:
 def _fast_formats() -> dict[str, Callable[[object], bool]]:
     formats: dict[str, Callable[[object], bool]] = dict.fromkeys(_FAST_BUILTIN_FORMATS, _always)
     formats.update({name: partial(_conforms, name) for name in _CHECKER.checkers})
+    formats["email"] = is_email  # the same function jsonschema calls, minus its wrapper
     return formats
 
 
