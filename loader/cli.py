@@ -223,6 +223,69 @@ def results(ledger: Path, out_file: Path | None) -> None:
         click.echo(f"{count} entries written to {out_file}", err=True)
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+    help="Port to listen on; 0 picks a free one.",
+)  # fmt: skip
+@click.option(
+    "--store", type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite file to keep cases in (default: a temporary file, removed at exit).",
+)  # fmt: skip
+@click.option("--account", default="demo", show_default=True, help="Account name (?db=).")
+@click.option("--api-key", default="sandbox-key", show_default=True)
+@click.option("--api-secret", default="sandbox-secret", show_default=True)
+@click.option(
+    "--tenant", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Tenant YAML: case types, value lists, reports (default: built in).",
+)  # fmt: skip
+@click.option("--latency", type=click.FloatRange(min=0), default=0.0, help="Delay per answer, ms.")
+@click.option("--jitter", type=click.FloatRange(min=0), default=0.0, help="± random delay, ms.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Requests/s allowed.")
+@click.option("--burst", type=click.FloatRange(min=1), help="Token-bucket size (default: rate).")
+@click.option(
+    "--fail-rate", type=click.FloatRange(0, 1), default=0.0,
+    help="Share of writes answered --fail-status before they are applied.",
+)  # fmt: skip
+@click.option("--fail-status", type=click.IntRange(500, 599), default=503, show_default=True)
+@click.option(
+    "--drop-rate", type=click.FloatRange(0, 1), default=0.0,
+    help="Share of writes applied, then left unanswered (connection closed).",
+)  # fmt: skip
+@click.option("--token-ttl", type=click.IntRange(min=1), default=3600, show_default=True,
+              help="Seconds an access token lives.")  # fmt: skip
+@click.option("--seed", type=int, help="Make fail/drop/jitter decisions reproducible.")
+def sandbox(
+    host: str, port: int, store: Path | None, account: str, api_key: str, api_secret: str,
+    tenant: Path | None, latency: float, jitter: float, rate: float | None,
+    burst: float | None, fail_rate: float, fail_status: int, drop_rate: float,
+    token_ttl: int, seed: int | None,
+) -> None:  # fmt: skip
+    """Serve a local iCasework emulator until interrupted (Ctrl+C)."""
+    from loader.sandbox import Sandbox, SandboxConfig
+
+    config = SandboxConfig(
+        account=account, api_key=api_key, api_secret=api_secret, store=store, host=host,
+        port=port, latency_ms=latency, jitter_ms=jitter, rate=rate, burst=burst,
+        fail_rate=fail_rate, fail_status=fail_status, drop_rate=drop_rate,
+        token_ttl=token_ttl, tenant=tenant, seed=seed,
+    )  # fmt: skip
+    server = Sandbox(config)
+    base = server.bind()
+    click.echo(f"Sandbox listening on {base}")
+    click.echo(f"  target:     {server.url}")
+    click.echo(f"  token URL:  {base}/token?db={account}")
+    click.echo(f"  API key:    {api_key}")
+    click.echo(f"  API secret: {api_secret}")
+    click.echo(f"  store:      {server.store_path}")
+    click.echo("Press Ctrl+C to stop.")
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        click.echo("Sandbox stopped.")
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
