@@ -346,6 +346,29 @@ def test_transitions_from_the_wrong_state_are_refused(
     assert ledger.get("K1", "case") == before
 
 
+def test_empty_batches_are_no_ops(ledger: Ledger) -> None:
+    assert ledger.plan([]) == []
+    ledger.mark_sending([])
+    ledger.record_outcomes([])
+    ledger.release([])
+    assert ledger.counts().entries == 0
+
+
+def test_a_plan_batch_larger_than_sqlites_variable_limit(ledger: Ledger) -> None:
+    items = [plan(f"K{n:05d}", row=n + 2) for n in range(2500)]
+    assert set(ledger.plan(items)) == {Decision.NEW}
+    assert set(ledger.plan(items)) == {Decision.PENDING}
+    assert ledger.counts().states["pending"] == 2500
+
+
+def test_sqlite_errors_inside_a_transaction_roll_back_as_ledger_errors(ledger: Ledger) -> None:
+    ledger.plan([plan("K1")])
+    with pytest.raises(LedgerError, match="cannot write to the ledger: NOT NULL constraint"):
+        ledger.plan([plan("K2"), Plan("K3", "case", None, None, "h", None)])  # type: ignore[arg-type]  # a row number is required: the bad input under test
+    assert ledger.get("K2", "case") is None  # the whole batch rolled back
+    assert ledger.counts().entries == 1
+
+
 def test_a_batch_claim_is_all_or_none(ledger: Ledger) -> None:
     ledger.plan([plan("K1"), plan("K2", row=3)])
     ledger.mark_sending([("K2", "case")])
