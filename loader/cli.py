@@ -218,7 +218,7 @@ def results(ledger: Path, out_file: Path | None) -> None:
     from loader.run import write_results
 
     with Ledger.open(ledger, readonly=True) as opened:
-        count = write_results(opened, out_file, stdout=click.get_text_stream("stdout"))
+        count = write_results(opened, out_file)
     if out_file is not None:
         click.echo(f"{count} entries written to {out_file}", err=True)
 

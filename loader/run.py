@@ -1,0 +1,580 @@
+"""`loader run`, `status` and `results`: a run around the engine, and what it leaves behind.
+
+A run: open the ledger, start a run record, settle rows an earlier run left in doubt (before
+anything is sent), stream the source from the ledger's resume point (when the file and spec
+are unchanged), plan batches into the ledger, feed the engine, then write `results.csv`,
+`failures.csv` and `run-summary.json` beside the ledger (or in `--out`).
+
+Exit codes: 0 every row succeeded or was already done; 1 some failed or were rejected (or
+the target refused a fresh token); 3 stopped with rows in doubt; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx2
+from tqdm import tqdm
+
+from loader.auth import Credentials, ICaseworkJWT
+from loader.execute import AttemptLog, Engine, Settings, Tally, Task, Work
+from loader.ledger import Decision, Ledger, Plan, State
+from loader.mapping import StepRef
+from loader.pipeline import Checked, Prepared, prepare
+from loader.reports import TableWriter, formula_safe
+from loader.sources import fingerprint
+from loader.spec import Spec
+from loader.targets.icasework import OPERATIONS, ICasework, Operation
+from loader.throttle import Throttle
+
+EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
+BATCH = 500  # rows read and planned per ledger transaction
+SEND = frozenset({Decision.NEW, Decision.PENDING, Decision.REVALIDATED})
+RESULT_COLUMNS = ["key", "row", "step", "state", "target_id", "error_code", "error_info"]
+HINTS = {
+    "upstream-failed": "fix the failure of the earlier step of this row, then --retry-failed",
+    "retries-exhausted": "the target kept answering with a temporary error; rerun later",
+    "no-result": "the upload answer did not mention this row; check it on the target",
+}
+STATUS_HINTS = {
+    400: "the target refused these values: fix them (or the tenant's value lists), "
+    "then rerun with --retry-failed",
+    403: "permission denied: check what the API key may do on this tenant",
+    404: "the record this row refers to does not exist on the target",
+    409: "conflicts with a record on the target",
+    422: "the target could not process these values: fix them, then --retry-failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    target: str | None = None  # None: an embedded sandbox beside the ledger
+    ledger: Path | None = None  # default runs/<spec name>/ledger.sqlite
+    out: Path | None = None  # default: the ledger's folder
+    rate: float | None = None
+    burst: int | None = None
+    limit: int | None = None  # rows to send in this run
+    retry_failed: bool = False
+    log_file: Path | None = None
+    progress: bool = False
+    settings: Settings = field(default_factory=Settings)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    exit_code: int
+    status: str  # completed | failed | stopped | interrupted | auth-stopped
+    summary: dict[str, Any]
+    ledger: Path
+    out_dir: Path
+    lines: tuple[str, ...]  # the plain summary a user reads
+
+
+def default_ledger(spec: Spec) -> Path:
+    return Path("runs") / spec.name / "ledger.sqlite"
+
+
+def run(
+    spec: Spec,
+    options: RunOptions,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    echo: Callable[[str], None] = lambda _: None,
+) -> RunResult:
+    """Send `spec`'s rows to the target; rerunning the same command resumes."""
+    ledger_path = options.ledger or default_ledger(spec)
+    out_dir = options.out or ledger_path.parent
+    with ExitStack() as stack:
+        if options.target is None:
+            from loader.sandbox import Sandbox, SandboxConfig
+
+            config = SandboxConfig(store=ledger_path.parent / "sandbox.sqlite")
+            ledger_path.parent.mkdir(parents=True, exist_ok=True)
+            sandbox = stack.enter_context(Sandbox(config))
+            target_url = sandbox.url
+            credentials = Credentials(config.api_key, config.api_secret)
+            echo(
+                f"No --target: sending to an embedded sandbox at {sandbox.base} "
+                f"(store {sandbox.store_path})."
+            )
+        else:
+            target_url = options.target
+            credentials = Credentials.from_env(environ)
+        target = ICasework(target_url)
+        ledger = stack.enter_context(Ledger.open(ledger_path))
+        source_print = f"{fingerprint(spec.source.file)}:{spec.sha256}"
+        run_id = ledger.start_run(
+            spec_name=spec.name,
+            spec_hash=spec.sha256,
+            source=str(spec.source.file),
+            source_fingerprint=source_print,
+            target=target_url,
+        )
+        log = AttemptLog(options.log_file) if options.log_file else None
+        if log is not None:
+            stack.callback(log.close)
+        session = _Session(spec, options, ledger, target, source_print, log, echo)
+        started = time.time()
+        try:
+            status = asyncio.run(session.main(credentials))
+        except BaseException as exc:  # recorded, then re-raised as it was
+            ledger.finish_run(run_id, status="error", summary={"error": type(exc).__name__})
+            raise
+        summary = session.summary(status, started, target_url, ledger_path)
+        ledger.finish_run(run_id, status=status, summary=summary)
+        _write_outputs(spec, ledger, out_dir, summary)
+        return RunResult(
+            summary["exit_code"], status, summary, ledger_path, out_dir, session.lines(summary)
+        )
+    raise AssertionError("unreachable: the with block returns")  # pragma: no cover
+
+
+class _Session:
+    """The async half of one run."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        options: RunOptions,
+        ledger: Ledger,
+        target: ICasework,
+        source_print: str,
+        log: AttemptLog | None,
+        echo: Callable[[str], None],
+    ) -> None:
+        self.spec, self.options, self.ledger, self.target = spec, options, ledger, target
+        self.source_print, self.log, self.echo = source_print, log, echo
+        self.engine: Engine | None = None
+        self.status: str | None = None
+        self.rejected = 0  # rows refused this run (invalid, or a duplicate key)
+        self.planned = 0
+        self.throttle: Throttle | None = None
+        self.ops: dict[str, tuple[Operation, str | None]] = {
+            s.id: (OPERATIONS[s.operation], s.upload_type) for s in spec.steps
+        }
+
+    async def main(self, credentials: Credentials) -> str:
+        o = self.options
+        pool = o.settings.concurrency + 8
+        limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
+        timeout = httpx2.Timeout(30.0, connect=10.0)
+        async with httpx2.AsyncClient(limits=limits, timeout=timeout) as client:
+            auth = ICaseworkJWT(self.target.token_url, credentials)
+            await auth.token(client)  # refused credentials stop here, before anything is sent
+            self.throttle = Throttle(o.rate, o.burst)
+            engine = Engine(
+                ledger=self.ledger,
+                target=self.target,
+                auth=auth,
+                client=client,
+                throttle=self.throttle,
+                settings=o.settings,
+                log=self.log,
+            )
+            self.engine = engine
+            with _signals(engine, self.echo):
+                self.status = await self._send(engine)
+        return self.status
+
+    async def _send(self, engine: Engine) -> str:
+        if self.options.retry_failed:
+            again = self.ledger.retry_failed()
+            self.echo(f"--retry-failed: {again} failed entries are pending again.")
+        doubt = self.ledger.in_doubt()
+        if doubt:
+            self.echo(f"{len(doubt)} entries in doubt from an earlier run: looking them up first.")
+            await engine.resolve_entries(doubt, self.ops)
+        if engine.tally.unresolved:
+            engine.stop("in-doubt")
+        if not engine.stopping:
+            start = self.ledger.resume_point(self.source_print)
+            with prepare(self.spec, start=start) as prepared, self._progress(prepared, engine):
+                chunked = any(op.chunked for op, _ in self.ops.values())
+                await engine.run(self._batches(prepared), chunked=chunked)
+        reason = engine.stop_reason
+        if reason == "interrupted":
+            return "interrupted"
+        if reason == "auth":
+            return "auth-stopped"
+        if reason == "in-doubt" or engine.tally.unresolved:
+            return "stopped"
+        counts = self.ledger.counts()
+        bad = counts.states["failed"] + counts.states["rejected"] + self.rejected
+        return "failed" if bad else "completed"
+
+    # -- planning --------------------------------------------------------------------
+
+    def _batches(self, prepared: Prepared) -> Iterator[list[Work]]:
+        """Read and plan the source BATCH rows at a time; yield what is to be sent."""
+        limit = self.options.limit
+        sent = 0
+        batch: list[Checked] = []
+        for checked in prepared:
+            if checked.blank:
+                continue
+            batch.append(checked)
+            if len(batch) >= BATCH:
+                works = self._plan(batch)
+                batch = []
+                if limit is not None:
+                    works = works[: max(0, limit - sent)]
+                sent += len(works)
+                yield works
+                if limit is not None and sent >= limit:
+                    return
+        if batch:
+            works = self._plan(batch)
+            yield works if limit is None else works[: max(0, limit - sent)]
+
+    def _plan(self, rows: Sequence[Checked]) -> list[Work]:
+        plans: list[Plan] = []
+        owner_of: list[int | None] = []  # per plan: index into owners, None for a rejected row
+        owners: list[tuple[Checked, list[str]]] = []
+        for checked in rows:
+            if any(i.code == "duplicate-key" for i in checked.issues):
+                self.rejected += 1  # the key belongs to its first row; never touch its entry
+                continue
+            steps = [s.id for s in self.spec.steps if s.id in checked.payloads]
+            row = checked.row
+            if not checked.valid:
+                self.rejected += 1
+                key, issues = checked.key or f"row-{row.number}", _issue_summary(checked)
+                for step in steps or [self.spec.steps[0].id]:
+                    plans.append(
+                        Plan(
+                            key,
+                            step,
+                            row.number,
+                            row.offset,
+                            None,
+                            None,
+                            rejected=True,
+                            issues=issues,
+                        )
+                    )
+                    owner_of.append(None)
+                continue
+            owners.append((checked, steps))
+            for step in steps:
+                payload = checked.payloads[step]
+                plans.append(
+                    Plan(
+                        checked.key,
+                        step,
+                        row.number,
+                        row.offset,
+                        _hash(payload),
+                        self._lookup(step, payload),
+                    )
+                )
+                owner_of.append(len(owners) - 1)
+        decided: list[dict[str, Decision]] = [{} for _ in owners]
+        for plan, owner, decision in zip(plans, owner_of, self.ledger.plan(plans), strict=True):
+            if owner is not None:
+                decided[owner][plan.step] = decision
+        last = rows[-1].row
+        self.ledger.mark_checkpoint(self.source_print, last.number, last.offset)
+        self.planned += len(rows)
+        return [
+            work
+            for (checked, steps), decisions in zip(owners, decided, strict=True)
+            for work in self._work(checked, steps, decisions)
+        ]
+
+    def _work(self, checked: Checked, steps: list[str], decided: dict[str, Decision]) -> list[Work]:
+        todo = [s for s in steps if decided[s] in SEND]
+        if not todo:
+            return []
+        work = Work(checked.key, checked.row.number, [])
+        for step in steps:
+            if step in todo:
+                op, upload_type = self.ops[step]
+                payload = checked.payloads[step]
+                work.tasks.append(Task(step, op, payload, self._lookup(step, payload), upload_type))
+            elif work.tasks:
+                break  # a later step waits behind an unsent one: a later run sends it
+            else:
+                # An earlier step was done in an earlier run: its id, or its failure.
+                entry = self.ledger.get(checked.key, step)
+                if entry is None or entry.state is not State.SUCCEEDED:
+                    if entry is not None and entry.state in (State.FAILED, State.REJECTED):
+                        work.blocked = True
+                    else:
+                        return []  # still in doubt: the later steps wait
+                else:
+                    work.ids[step] = entry.target_id
+        return [work]
+
+    def _lookup(self, step: str, payload: Mapping[str, Any]) -> str | None:
+        op, upload_type = self.ops[step]
+        field = op.lookup_field or ("ExternalId" if upload_type == "cases" else None)
+        value = payload.get(field) if field else None
+        return None if value is None or isinstance(value, StepRef) else str(value)
+
+    # -- progress and summary --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _progress(self, prepared: Prepared, engine: Engine) -> Iterator[None]:
+        if not (self.options.progress and sys.stderr.isatty()):
+            yield
+            return
+        hint = prepared.table.row_count_hint
+        bar = tqdm(
+            total=hint * len(self.spec.steps) if hint else None,
+            unit=" req",
+            file=sys.stderr,
+            leave=False,
+        )
+
+        async def tick() -> None:
+            while True:
+                t = engine.tally
+                bar.n = t.succeeded + t.failed
+                bar.set_postfix(failed=t.failed, in_flight=t.in_flight, refresh=False)
+                bar.refresh()
+                await asyncio.sleep(0.5)
+
+        ticker = asyncio.get_running_loop().create_task(tick())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            bar.close()
+
+    def summary(self, status: str, started: float, target: str, ledger: Path) -> dict[str, Any]:
+        tally = self.engine.tally if self.engine is not None else Tally()
+        counts = self.ledger.counts()
+        elapsed = max(time.time() - started, 1e-9)
+        code = {
+            "interrupted": EXIT_INTERRUPTED,
+            "stopped": EXIT_STOPPED,
+            "auth-stopped": EXIT_FAILED,
+            "failed": EXIT_FAILED,
+        }.get(status, EXIT_OK)
+        throttle = self.throttle
+        return {
+            "spec": self.spec.name,
+            "spec_sha256": self.spec.sha256,
+            "source": str(self.spec.source.file),
+            "target": self.ledger.runs()[-1].target,  # as the ledger stores it (no secrets)
+            "ledger": str(ledger),
+            "status": status,
+            "exit_code": code,
+            "elapsed_s": round(elapsed, 3),
+            "rows_read": self.planned,
+            "requests": tally.requests,
+            "rate_per_s": round(tally.requests / elapsed, 1),
+            "this_run": {
+                "succeeded": tally.succeeded,
+                "failed": tally.failed,
+                "rejected": self.rejected,
+                "retries": tally.retries,
+                "throttled": tally.throttled,
+                "in_doubt": tally.in_doubt,
+                "resolved_by_lookup": tally.resolved,
+            },
+            "throttle_rate": throttle.rate if throttle is not None else None,
+            "ledger_counts": counts.to_dict(),
+            "duplicates": [
+                {"key": k, "step": s, "ids": list(ids)} for k, s, ids in tally.duplicates
+            ],
+            "unresolved": [{"key": k, "step": s, "row": r} for k, s, r in tally.unresolved],
+        }
+
+    def lines(self, summary: dict[str, Any]) -> tuple[str, ...]:
+        run = summary["this_run"]
+        states = summary["ledger_counts"]["states"]
+        out = [
+            f"Sent {summary['requests']} requests in {summary['elapsed_s']:.1f} s "
+            f"({summary['rate_per_s']} req/s): {run['succeeded']} succeeded, {run['failed']} "
+            f"failed, {run['rejected']} rejected, {run['retries']} retried.",
+            f"Ledger: {states['succeeded']} succeeded, {states['failed']} failed, "
+            f"{states['rejected']} rejected, {states['pending']} pending, "
+            f"{states['sending']} in doubt.",
+        ]
+        for dup in summary["duplicates"]:
+            out.append(
+                f"Duplicate on the target: {dup['key']} ({dup['step']}) has ids "
+                f"{', '.join(dup['ids'])}; the first was recorded."
+            )
+        status = summary["status"]
+        if status == "stopped":
+            rows = summary["unresolved"]
+            listed = ", ".join(f"{r['key']} ({r['step']}, row {r['row']})" for r in rows[:20])
+            more = f" and {len(rows) - 20} more" if len(rows) > 20 else ""
+            out.append(
+                f"Stopped: {len(rows)} in doubt (sent, answer unknown, no look-up): "
+                f"{listed}{more}. Check them on the target; rerun with --in-doubt "
+                "resend only if they were not created."
+            )
+        elif status == "auth-stopped":
+            out.append(
+                "Stopped: the target refused a freshly issued token. Check the API "
+                "key's permissions and this machine's clock, then rerun."
+            )
+        elif status == "interrupted":
+            out.append("Interrupted: rerun the same command to resume.")
+        return tuple(out)
+
+
+@contextlib.contextmanager
+def _signals(engine: Engine, echo: Callable[[str], None]) -> Iterator[None]:
+    """First Ctrl-C: send nothing new, let requests in flight finish briefly, record them.
+    Second: exit at once; rows in flight stay `sending` (in doubt, looked up next time)."""
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        if engine.stopping:
+            echo("Interrupted again: exiting now; rows in flight stay in doubt.")
+            os._exit(EXIT_INTERRUPTED)  # the ledger is committed; WAL keeps it whole
+        echo("Interrupted: finishing requests in flight (Ctrl-C again to exit at once)...")
+        engine.stop("interrupted")
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _hash(payload: Mapping[str, Any]) -> str:
+    plain = {k: {"from_step": v.step} if isinstance(v, StepRef) else v for k, v in payload.items()}
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _issue_summary(checked: Checked) -> str:
+    """Value-free: codes and places only (the ledger holds no personal data)."""
+    parts = []
+    for i in checked.issues:
+        if i.severity == "error":
+            place = i.where or f"row {checked.row.number}"
+            parts.append(f"{i.code}:{i.field}@{place}" if i.field else f"{i.code}@{place}")
+    return "; ".join(parts)
+
+
+# -- outputs ---------------------------------------------------------------------------
+
+
+def _write_outputs(spec: Spec, ledger: Ledger, out: Path, summary: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(ledger, out / "results.csv")
+    _write_failures(spec, ledger, out / "failures.csv")
+    (out / "run-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def write_results(ledger: Ledger, path: Path | None, *, stdout: IO[str] | None = None) -> int:
+    """The cross-reference: source key, row, step, state, target id, error code and info.
+    To `path` (CSV, formula-safe) or to `stdout`; returns the number of entries."""
+    count = 0
+    rows = (
+        [e.key, e.row, e.step, str(e.state), e.target_id, e.error_code, e.error_info]
+        for e in ledger.entries()
+    )
+    if path is None:
+        writer = csv.writer(stdout or sys.stdout)
+        writer.writerow(RESULT_COLUMNS)
+        for row in rows:
+            writer.writerow([formula_safe(v) for v in row])
+            count += 1
+        return count
+    with TableWriter(path, RESULT_COLUMNS) as table:
+        for row in rows:
+            table.write(row)
+            count += 1
+    return count
+
+
+def _write_failures(spec: Spec, ledger: Ledger, path: Path) -> None:
+    """Failed rows in the source's own columns plus code, info and a hint."""
+    failed: dict[str, tuple[str | None, str | None, str]] = {}
+    for e in ledger.entries(states=[State.FAILED]):
+        failed.setdefault(e.key, (e.error_code, e.error_info, _hint(e.error_code, e.http_status)))
+    path.unlink(missing_ok=True)
+    if not failed:
+        return
+    with (
+        prepare(spec) as prepared,
+        TableWriter(path, [*prepared.table.header, "_code", "_info", "_hint"]) as table,
+    ):
+        for checked in prepared:
+            found = failed.get(checked.key)
+            if found is not None and not checked.blank:
+                table.write([*checked.row.values, *found])
+
+
+def _hint(code: str | None, status: int | None) -> str:
+    if code in HINTS:
+        return HINTS[code]
+    return STATUS_HINTS.get(status or 0, "see the error info; fix, then rerun with --retry-failed")
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def status_report(path: Path) -> dict[str, Any]:
+    """Counts by state and step, the last run's rate, the most frequent error codes."""
+    with Ledger.open(path, readonly=True) as ledger:
+        counts = ledger.counts()
+        runs = ledger.runs()
+        errors = ledger.last_errors()
+    last = runs[-1] if runs else None
+    states = counts.states
+    return {
+        "ledger": str(path),
+        "rows": counts.rows,
+        "entries": counts.entries,
+        "succeeded": states["succeeded"],
+        "failed": states["failed"],
+        "rejected": states["rejected"],
+        "pending": states["pending"],
+        "in_doubt": counts.in_doubt,
+        "changed": counts.changed,
+        "steps": counts.steps,
+        "runs": len(runs),
+        "last_run": None
+        if last is None
+        else {
+            "status": last.status,
+            "target": last.target,
+            "rate_per_s": (last.summary or {}).get("rate_per_s"),
+            "elapsed_s": (last.summary or {}).get("elapsed_s"),
+        },
+        "last_errors": [{"code": c, "info": i, "count": n} for c, i, n in errors],
+    }
+
+
+def format_status(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['ledger']}: {report['rows']} rows, {report['entries']} entries",
+        f"  succeeded {report['succeeded']}, failed {report['failed']}, rejected "
+        f"{report['rejected']}, pending {report['pending']}, in doubt {report['in_doubt']}, "
+        f"changed {report['changed']}",
+    ]
+    for step, states in report["steps"].items():
+        text = ", ".join(f"{s} {n}" for s, n in states.items() if n)
+        lines.append(f"  step {step}: {text or 'empty'}")
+    last = report["last_run"]
+    if last is not None:
+        rate = f", {last['rate_per_s']} req/s" if last["rate_per_s"] is not None else ""
+        lines.append(f"  last run ({report['runs']} in all): {last['status']}{rate}")
+    for err in report["last_errors"]:
+        lines.append(f"  error {err['code']} x{err['count']}: {err['info']}")
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""`loader run --target` against a real sandbox with its fault switches on (loopback HTTP)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from loader import auth
+from loader.cli import main
+from loader.ledger import Ledger
+from loader.sandbox import Sandbox, SandboxConfig
+
+KEY, SECRET = "fault-key", "fault-secret-7f3a9c"
+SPEC = """\
+spec: 1
+name: faults
+source: {file: people.csv, key: Ref}
+target: icasework
+steps:
+  - id: case
+    operation: createcase
+    fields:
+      Type: {value: Complaint}
+      ExternalId: {from: Ref, required: true}
+      RequestMethod: {from: Channel}
+      Customer.Surname: {from: Surname, required: true, pii: true}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    with (tmp_path / "people.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Ref", "Channel", "Surname"])
+        writer.writerows((f"F{i:03d}", "Phone", f"Name{i}") for i in range(60))
+    return tmp_path
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOADER_API_KEY", KEY)
+    monkeypatch.setenv("LOADER_API_SECRET", SECRET)
+
+
+def sandbox(tmp_path: Path, **faults: Any) -> Sandbox:
+    config = SandboxConfig(
+        api_key=KEY, api_secret=SECRET, store=tmp_path / "store.sqlite", seed=11, **faults
+    )
+    return Sandbox(config)
+
+
+def loader_run(
+    capsys: pytest.CaptureFixture[str], project: Path, url: str, *extra: str
+) -> tuple[int, str, str]:
+    args = [
+        "run",
+        str(project / "spec.yaml"),
+        "--target",
+        url,
+        "--ledger",
+        str(project / "runs" / "ledger.sqlite"),
+        "--concurrency",
+        "8",
+        *extra,
+    ]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+def assert_exactly_once(project: Path, box: Sandbox, keys: int = 60) -> None:
+    assert box.store.cases_by_external_id() == {f"F{i:03d}": 1 for i in range(keys)}
+    with Ledger.open(project / "runs" / "ledger.sqlite", readonly=True) as ledger:
+        entries = list(ledger.entries())
+    assert {str(e.state) for e in entries} == {"succeeded"}
+    ids = {str(c["case_id"]) for c in box.store.cases()}
+    assert {e.target_id for e in entries} == ids  # the ledger agrees with the store
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"drop_rate": 0.25},  # applied, then no answer: in doubt, settled by look-up
+        {"fail_rate": 0.3},  # 503 before applying: retried
+        {"fail_rate": 0.3, "fail_status": 500},  # 500 on a create: in doubt, looked up
+    ],
+    ids=["drop", "fail-503", "fail-500"],
+)
+def test_faults_end_with_every_case_exactly_once(
+    project: Path, env: None, capsys: pytest.CaptureFixture[str], faults: dict[str, Any]
+) -> None:
+    with sandbox(project, latency_ms=2, **faults) as box:
+        code, out, _ = loader_run(capsys, project, box.url)
+        assert code == 0, out
+        assert_exactly_once(project, box)
+
+
+def test_a_429_storm_completes_and_the_throttle_slows_down(
+    project: Path, env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sandbox(project, rate=40, burst=4) as box:
+        code, out, _ = loader_run(capsys, project, box.url, "--concurrency", "16")
+        assert code == 0, out
+        assert_exactly_once(project, box)
+        assert box.store.count_requests("createcase", 429) > 0
+        ok = box.store.count_requests("createcase", 200)
+    assert ok == 60
+
+
+def test_short_tokens_are_refreshed_and_no_secret_or_token_leaks(
+    project: Path, env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued: list[str] = []
+    read = auth.ICaseworkJWT._read
+
+    def spy(self: auth.ICaseworkJWT, response: httpx2.Response) -> tuple[str, float]:
+        token, expiry = read(self, response)
+        issued.append(token)
+        return token, expiry
+
+    monkeypatch.setattr(auth.ICaseworkJWT, "_read", spy)
+    log = project / "attempts.jsonl"
+    with sandbox(project, token_ttl=1, latency_ms=5) as box:
+        code, out, err = loader_run(
+            capsys, project, box.url, "--rate", "30", "--log-file", str(log)
+        )
+        assert code == 0, out
+        assert_exactly_once(project, box)
+    assert len(issued) >= 2  # two seconds of sending with one-second tokens
+    texts = [out, err, log.read_text(encoding="utf-8")]
+    files = [p for p in (project / "runs").iterdir() if p.is_file()]
+    assert {p.name for p in files} >= {"ledger.sqlite", "results.csv", "run-summary.json"}
+    blobs = [p.read_bytes() for p in files]
+    for secret in [SECRET, *issued]:
+        assert not any(secret in text for text in texts)
+        assert not any(secret.encode() in blob for blob in blobs)
+
+
+def test_a_wrong_secret_stops_with_a_clear_message_and_sends_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOADER_API_KEY", KEY)
+    monkeypatch.setenv("LOADER_API_SECRET", "not-the-secret")
+    with sandbox(project) as box:
+        code, out, err = loader_run(capsys, project, box.url)
+        assert code == 1
+        assert "19002 invalid_grant" in err and "LOADER_API_SECRET" in err
+        assert "not-the-secret" not in out + err
+        assert box.store.count_requests("createcase") == 0

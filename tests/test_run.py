@@ -1,0 +1,159 @@
+"""`loader run`, `status`, `results` end to end against the embedded sandbox (real HTTP)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from loader.cli import main
+from loader.execute import Settings
+from loader.ledger import Ledger
+from loader.run import RunOptions, run
+from loader.sandbox.store import Store
+from loader.spec import load_spec
+
+SPEC = """\
+spec: 1
+name: people
+source: {file: people.csv, key: Ref}
+target: icasework
+steps:
+  - id: case
+    operation: createcase
+    fields:
+      Type: {value: Complaint}
+      ExternalId: {from: Ref, required: true}
+      RequestMethod: {from: Channel}
+      Customer.Surname: {from: Surname, required: true, pii: true}
+"""
+FAST = Settings(concurrency=8, grace=0.2, backoff=0.01, backoff_max=0.05)
+
+
+def write_source(folder: Path, rows: list[tuple[str, str, str]]) -> None:
+    with (folder / "people.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Ref", "Channel", "Surname"])
+        writer.writerows(rows)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    write_source(tmp_path, [(f"R{i:03d}", "Email", f"Surname{i}") for i in range(30)])
+    return tmp_path
+
+
+def go(folder: Path, **options: object) -> tuple[int, dict[str, object]]:
+    spec = load_spec(folder / "spec.yaml")
+    opts = RunOptions(ledger=folder / "runs" / "ledger.sqlite", settings=FAST, **options)  # type: ignore[arg-type]  # test shorthand
+    result = run(spec, opts)
+    return result.exit_code, result.summary
+
+
+def store(folder: Path) -> Store:
+    return Store(folder / "runs" / "sandbox.sqlite")
+
+
+def test_a_run_sends_every_row_once_and_a_rerun_sends_nothing(project: Path) -> None:
+    code, summary = go(project)
+    assert code == 0
+    assert summary["this_run"]["succeeded"] == 30  # type: ignore[index]
+    assert store(project).cases_by_external_id() == {f"R{i:03d}": 1 for i in range(30)}
+    code, summary = go(project)
+    assert (code, summary["requests"]) == (0, 0)
+    assert store(project).case_count() == 30
+    out = project / "runs"
+    assert {p.name for p in out.iterdir()} >= {"results.csv", "run-summary.json"}
+    assert not (out / "failures.csv").exists()
+    with (out / "results.csv").open(encoding="utf-8-sig") as f:  # Excel wants the BOM
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 30
+    assert list(rows[0]) == ["key", "row", "step", "state", "target_id", "error_code", "error_info"]
+    assert {r["state"] for r in rows} == {"succeeded"} and all(r["target_id"] for r in rows)
+
+
+def test_value_list_rejections_fail_with_code_and_info_and_the_rest_succeed(project: Path) -> None:
+    write_source(project, [("A1", "Email", "Ok"), ("A2", "Fax", "Nope"), ("A3", "Web", "Ok")])
+    code, _summary = go(project)
+    assert code == 1
+    with Ledger.open(project / "runs" / "ledger.sqlite", readonly=True) as ledger:
+        a2 = ledger.get("A2", "case")
+        assert a2 is not None and str(a2.state) == "failed"
+        assert a2.http_status == 400 and a2.error_code and a2.error_info
+        assert ledger.counts().states["succeeded"] == 2
+    with (project / "runs" / "failures.csv").open(encoding="utf-8-sig") as f:
+        failures = list(csv.DictReader(f))
+    assert [(r["Ref"], r["Channel"], r["_code"]) for r in failures] == [
+        ("A2", "Fax", a2.error_code)
+    ]
+    assert "--retry-failed" in failures[0]["_hint"]
+
+
+def test_invalid_rows_are_rejected_and_never_sent(project: Path) -> None:
+    write_source(project, [("B1", "Email", "Ok"), ("B2", "Email", ""), ("B3", "Email", "Ok")])
+    code, summary = go(project)
+    assert code == 1 and summary["this_run"]["rejected"] == 1  # type: ignore[index]
+    assert store(project).cases_by_external_id() == {"B1": 1, "B3": 1}
+    with Ledger.open(project / "runs" / "ledger.sqlite", readonly=True) as ledger:
+        b2 = ledger.get("B2", "case")
+    assert b2 is not None and str(b2.state) == "rejected"
+    assert b2.issues is not None and "missing-value" in b2.issues
+
+
+def test_a_changed_source_sends_new_keys_and_reports_changed_ones(project: Path) -> None:
+    write_source(project, [("C1", "Email", "One"), ("C2", "Email", "Two")])
+    assert go(project)[0] == 0
+    write_source(
+        project, [("C1", "Email", "One"), ("C2", "Email", "Changed"), ("C3", "Web", "New")]
+    )
+    code, summary = go(project)
+    assert code == 0 and summary["requests"] == 1
+    assert store(project).cases_by_external_id() == {"C1": 1, "C2": 1, "C3": 1}
+    assert summary["ledger_counts"]["changed"] == 1  # type: ignore[index]
+
+
+def test_limit_sends_some_rows_and_the_next_run_the_rest(project: Path) -> None:
+    code, summary = go(project, limit=7)
+    assert (code, summary["requests"]) == (0, 7)
+    assert store(project).case_count() == 7
+    code, summary = go(project)
+    assert (code, summary["requests"]) == (0, 23)
+    assert store(project).case_count() == 30
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+def test_cli_run_status_and_results(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = str(project / "runs" / "ledger.sqlite")
+    code, out, err = cli(capsys, "run", str(project / "spec.yaml"), "--ledger", ledger)
+    assert code == 0
+    assert "No --target: sending to an embedded sandbox" in err
+    assert "30 succeeded, 0 failed, 0 rejected" in out
+    code, out, _ = cli(capsys, "status", ledger, "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert {
+        k: report[k] for k in ("rows", "succeeded", "failed", "rejected", "pending", "in_doubt")
+    } == {"rows": 30, "succeeded": 30, "failed": 0, "rejected": 0, "pending": 0, "in_doubt": 0}
+    code, out, _ = cli(capsys, "status", ledger)
+    assert "succeeded 30, failed 0, rejected 0, pending 0, in doubt 0" in out
+    code, out, _ = cli(capsys, "results", ledger)
+    lines = out.splitlines()
+    assert lines[0] == "key,row,step,state,target_id,error_code,error_info"
+    assert len(lines) == 31 and lines[1].startswith("R000,2,case,succeeded,")
+
+
+def test_status_of_a_missing_ledger_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "status", str(tmp_path / "nope.sqlite"))
+    assert code == 2
+    assert "no ledger here; `loader run` creates one" in err
