@@ -10,7 +10,9 @@ A request goes through these steps, in this order (each may end it):
    (503 carries `Retry-After: 0`: retry at once; any other 5xx carries none);
 6. the access token (header or `access_token` parameter) → 403 N021 `Invalid token`;
 7. the HTTP method → 400 N000; the body and `Format` → 400 N006 / N099;
-8. the handler runs and the request-log line is written in one transaction;
+8. the handler runs and the request-log line is written, in one savepoint of the
+   transaction the app commits once per event-loop turn; no answer leaves before the
+   commit that holds its change;
 9. a write endpoint draws `drop_rate`: the change is committed, then the connection is
    closed with no answer at all.
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sqlite3
 import time
 import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -136,6 +139,7 @@ class SandboxApp:
         self.bucket = TokenBucket(config.rate, config.bucket_size) if config.rate else None
         self.dice = Dice(config.seed)
         self._tokens: dict[str, float] = {}  # access token → expiry (monotonic seconds)
+        self._batch: asyncio.Future[None] | None = None  # the open transaction's commit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,7 +150,10 @@ class SandboxApp:
         if delay:
             await asyncio.sleep(delay)
         request = _request(scope, body)
+        batch = self._open_batch()
         outcome = self.dispatch(request, started)
+        # No answer (and no drop) before the commit that holds this request's change.
+        await asyncio.shield(batch)
         if outcome.drop:
             scope["extensions"][DROP_EXTENSION]["close"]()
             # Wait for the transport to report the close, so that the server does not
@@ -194,7 +201,7 @@ class SandboxApp:
                 else:
                     self._check(request, endpoint)
                     call = _call(request, endpoint)
-                    with store.transaction():
+                    with store.savepoint():
                         answer = endpoint.handler(call, self.context)
                         answer = _with(answer, limits)
                         self._log(request, answer, started, "drop" if drop else None, drop)
@@ -202,9 +209,28 @@ class SandboxApp:
             except ApiError as err:
                 answer = err.answer()
         answer = _with(answer, limits)
-        with store.transaction():
-            self._log(request, answer, started, fault, False)
+        self._log(request, answer, started, fault, False)
         return Outcome(answer)
+
+    def _open_batch(self) -> asyncio.Future[None]:
+        """The turn's transaction: opened by its first request, committed at the turn's end."""
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self.context.store.begin()
+            self._batch = loop.create_future()
+            loop.call_soon(self._commit)
+        return self._batch
+
+    def _commit(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        try:
+            self.context.store.commit()
+        except sqlite3.Error as exc:
+            batch.set_exception(exc)
+        else:
+            batch.set_result(None)
 
     def _log(
         self, request: Request, answer: Answer, started: float, fault: str | None, dropped: bool

@@ -1,8 +1,10 @@
 """The sandbox's SQLite store: cases, customers, accounts, notes, and the request log.
 
-The server writes through one connection on its event-loop thread; each request is one
-transaction (the change and its request-log line commit together, before the answer is
-sent), so a test that reads the store right after an answer sees both. WAL mode lets
+The server writes through one connection on its event-loop thread. Each request is a
+savepoint (its change and its request-log line stand or fall together) inside a
+transaction that the app commits once per event-loop turn, before any of that turn's
+answers is sent (a group commit: one WAL write for many requests, instead of one each).
+So a test that reads the store right after an answer sees both the change and the log. WAL mode lets
 tests and reconciliation read the same file from other threads or processes while the
 server writes. Every thread gets its own connection (sqlite3 connections are not shared
 across threads).
@@ -128,14 +130,32 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction; rolled back if the block raises."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        self.begin()
         try:
             yield
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._conn().execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        self.commit()
+
+    def begin(self) -> None:
+        self._conn().execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self._conn().execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested unit inside an open transaction: undone alone if the block raises."""
+        conn = self._conn()
+        conn.execute("SAVEPOINT request")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO request")
+            conn.execute("RELEASE request")
+            raise
+        conn.execute("RELEASE request")
 
     # -- writes (the server's handlers) -------------------------------------------------
 
