@@ -315,6 +315,9 @@ class _Known:
     payload_hash: str | None
     changed: bool
     issues: str | None
+    row: int
+    offset: int | None
+    lookup: str | None
 
 
 class Ledger:
@@ -471,14 +474,25 @@ class Ledger:
                 old = known.get(pair)
                 if old is None:
                     state = State.REJECTED if item.rejected else State.PENDING
-                    known[pair] = _Known(state, item.payload_hash, False, item.issues)
+                    known[pair] = _Known(
+                        state, item.payload_hash, False, item.issues, item.row, item.offset,
+                        item.lookup,
+                    )  # fmt: skip
                     inserts.append(
                         (item.key, item.step, item.row, item.offset, state, item.payload_hash,
                          item.lookup, item.issues, now)
                     )  # fmt: skip
                     decisions.append(Decision.REJECTED if item.rejected else Decision.NEW)
                     continue
+                before = (old.state, old.payload_hash, old.changed, old.issues)
                 decisions.append(_decide(old, item))
+                if before == (old.state, old.payload_hash, old.changed, old.issues) and (
+                    old.row,
+                    old.offset,
+                    old.lookup,
+                ) == (item.row, item.offset, item.lookup or old.lookup):
+                    continue  # a rerun over an unchanged file writes nothing
+                old.row, old.offset, old.lookup = item.row, item.offset, item.lookup or old.lookup
                 updates.append(
                     (item.row, item.offset, item.lookup, old.state, old.payload_hash,
                      int(old.changed), old.issues, now, item.key, item.step)
@@ -513,11 +527,14 @@ class Ledger:
         for start in range(0, len(ordered), 900):  # within any SQLite's variable limit
             chunk = ordered[start : start + 900]
             rows = conn.execute(
-                "SELECT key, step, state, payload_hash, changed, issues FROM entries"
+                "SELECT key, step, state, payload_hash, changed, issues, source_row,"
+                " source_offset, lookup FROM entries"
                 f" WHERE key IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            known.update({(r[0], r[1]): _Known(State(r[2]), r[3], bool(r[4]), r[5]) for r in rows})
+            known.update(
+                {(r[0], r[1]): _Known(State(r[2]), r[3], bool(r[4]), *r[5:]) for r in rows}
+            )
         return known
 
     def mark_checkpoint(self, fingerprint: str, row: int, offset: int | None) -> None:

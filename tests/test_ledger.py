@@ -220,6 +220,14 @@ def test_plan_refreshes_row_offset_and_lookup_of_a_reordered_file(ledger: Ledger
     assert (entry.row, entry.offset, entry.lookup, entry.target_id) == (90, 4096, "K1", "C-1")
 
 
+def test_a_rerun_over_an_unchanged_file_writes_nothing(ledger: Ledger) -> None:
+    items = [plan("K1", row=2, offset=0), plan("K2", row=3, offset=9, payload=None)]
+    ledger.plan(items)
+    before = list(ledger.entries())
+    assert ledger.plan(items) == [Decision.PENDING, Decision.REJECTED]
+    assert list(ledger.entries()) == before  # updated_at included
+
+
 def test_a_pair_planned_twice_in_one_batch_ends_as_its_last_occurrence(ledger: Ledger) -> None:
     decisions = ledger.plan([plan(payload="v1"), plan(payload=None), plan(payload="v3", row=7)])
     assert decisions == [Decision.NEW, Decision.REJECTED, Decision.REVALIDATED]
