@@ -393,13 +393,17 @@ def open_workbook(path: str) -> Workbook:
 
 # ---------------------------------------------------------------- streaming a sheet
 
-# One token per row start, row end, or cell. The optional lookaheads pick r, s and t in
-# any attribute order; the cell body (value, formula, inline string) is group 5.
+# One token per row start, row end, or cell. Cells whose first attribute is r (what Excel,
+# LibreOffice and openpyxl write) take the first cell branch: the column letters are a group
+# and the remaining attributes (` s="3" t="s"`) repeat, so they are parsed once and cached.
+# Other cells take the generic branch. Lookaheads to pick attributes in any order would
+# cost five times as much.
 _TOKEN = (
     rb"<{p}row\b([^>]*)>|</{p}row>|"
-    rb'<{p}c\b(?:(?=[^>]*?\sr="([A-Z]+))|)(?:(?=[^>]*?\ss="(\d+)")|)'
-    rb'(?:(?=[^>]*?\st="(\w+)")|)[^>]*?(?:/>|>(.*?)</{p}c>)'
+    rb'<{p}c r="([A-Z]+)\d+"([^>]*?)(?:/>|>(.*?)</{p}c>)|'
+    rb"<{p}c\b([^>]*?)(?:/>|>(.*?)</{p}c>)"
 )
+_ATTRS = re.compile(rb'(\w+)="([^"]*)"')
 _ROW_NUMBER = re.compile(rb'\sr="(\d+)"')
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?[A-Z]*(\d+)"')
 _SHEETDATA = re.compile(rb"<(\w+:)?sheetData\b")
@@ -439,6 +443,7 @@ def stream_rows(
         buffer = b""
         token: re.Pattern[bytes] | None = None
         columns: dict[bytes, int] = {}
+        styles: dict[bytes, tuple[bytes | None, bytes | None]] = {}
         number = 0
         cells: list[RawCell] = []
         col = 0
@@ -463,10 +468,17 @@ def stream_rows(
             # (its closing tag is missing), so it is kept in the buffer for the next round.
             cut = len(buffer) if not chunk else buffer.rfind(b">") + 1
             last = start
+            m = None
             for m in token.finditer(buffer, start, cut):
-                last = m.end()
-                row_attrs = m.group(1)
-                if row_attrs is not None:
+                row_attrs, letters, rest, body, attrs, generic_body = m.groups()
+                if letters is not None:
+                    if keep:
+                        col = _column_index(letters, columns)
+                        known = styles.get(rest)
+                        if known is None:
+                            known = styles[rest] = _style_and_type(rest)
+                        cells.append((col, known[0], known[1], body))
+                elif row_attrs is not None:
                     found_number = _ROW_NUMBER.search(row_attrs)
                     number = int(found_number.group(1)) if found_number else number + 1
                     col = 0
@@ -475,17 +487,29 @@ def stream_rows(
                     keep = (number == header_row or number >= data_from) and not row_attrs.endswith(
                         b"/"
                     )
-                elif m.group(0)[1] == 47:  # b"/": </row>
+                elif attrs is not None:
+                    if keep:
+                        cell_attrs = dict(_ATTRS.findall(attrs))
+                        ref = cell_attrs.get(b"r")
+                        letters = ref.rstrip(b"0123456789") if ref else None
+                        col = _column_index(letters, columns) if letters else col + 1
+                        cells.append(
+                            (col, cell_attrs.get(b"s"), cell_attrs.get(b"t"), generic_body)
+                        )
+                else:  # </row>
                     if keep and cells:
                         yield RawRow(number, cells)
                     keep = False
-                elif keep:
-                    letters = m.group(2)
-                    col = _column_index(letters, columns) if letters else col + 1
-                    cells.append((col, m.group(3), m.group(4), m.group(5)))
+            if m is not None:
+                last = m.end()
             if not chunk:
                 return
             buffer = buffer[last:]
+
+
+def _style_and_type(attrs: bytes) -> tuple[bytes | None, bytes | None]:
+    found = dict(_ATTRS.findall(attrs))
+    return found.get(b"s"), found.get(b"t")
 
 
 def dimension_last_row(wb: Workbook, sheet: SheetInfo) -> int | None:
@@ -501,6 +525,8 @@ def dimension_last_row(wb: Workbook, sheet: SheetInfo) -> int | None:
 
 def cell_text(body: bytes) -> str:
     """The text of an inline string body (<is>...), runs joined, phonetics dropped."""
+    if body.startswith(b"<is><t>") and body.endswith(b"</t></is>") and body.count(b"<") == 4:
+        return unescape(body[7:-9])
     if b"<rPh" in body or b":rPh" in body:
         body = _PHONETIC.sub(b"", body)
     raw = b"".join(m.group(1) or b"" for m in _TEXT.finditer(body))
