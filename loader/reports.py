@@ -379,7 +379,17 @@ class TableWriter:
     it never runs, and the fixed file still feeds back the original value.
     """
 
-    def __init__(self, path: Path, columns: Sequence[str], *, sheet: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        columns: Sequence[str],
+        *,
+        sheet: str | None = None,
+        header_row: int = 1,
+        preamble: str | None = None,
+    ) -> None:
+        """`header_row` > 1 puts that many rows above the header (the first holds `preamble`),
+        so a rejects file keeps its source's layout and loads with the same spec."""
         self.path = path
         self.columns = list(columns)
         self._file: IO[str] | None = None
@@ -399,6 +409,8 @@ class TableWriter:
                 raise LoaderError(f"{path}: a table file must end in .csv or .xlsx")
         except OSError as exc:
             raise LoaderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        for lead in range(header_row - 1):
+            self._write_row([preamble] if lead == 0 and preamble else [])
         self._write_row(self.columns)
 
     def write(self, values: Sequence[object]) -> None:
