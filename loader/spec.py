@@ -494,11 +494,13 @@ class _Builder:
         header = rows[0] if rows else []
         for which in ("key", "value"):
             wanted = getattr(lookup, which)
+            close = difflib.get_close_matches(wanted, header, n=1, cutoff=0.6)
+            hint = f'; did you mean "{close[0]}"?' if close else ""
             if wanted not in header:
                 self.problem(
                     (*at, which),
                     f'column "{wanted}" not found in look-up file {given}'
-                    f"{suggest(wanted, header)} (columns: {', '.join(header)})",
+                    f"{hint} (columns: {', '.join(header)})",
                 )
         if lookup.key not in header or lookup.value not in header:
             return {}
