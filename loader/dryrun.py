@@ -168,6 +168,8 @@ def _pii_test(spec: Spec) -> Callable[[Issue], bool]:
     }
 
     def is_pii(issue: Issue) -> bool:
+        if issue.code == "cell-error":
+            return False  # the value is Excel's error text (#N/A), not a person's data
         if issue.step is not None and issue.field in pii.get(issue.step, ()):
             return True
         return issue.column in pii_columns

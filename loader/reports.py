@@ -98,11 +98,13 @@ def formula_safe(value: object) -> object:
     return value
 
 
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+# Messages quote values in single quotes and names (columns, fields) in double quotes;
+# only the values are personal data.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
 
 
 def _mask_message(message: str, value: str | None) -> str:
-    """The message with every quoted text and every occurrence of `value` masked."""
+    """The message with every single-quoted text and every occurrence of `value` masked."""
     spans = [
         (m.start(), m.end(), f"{m.group(0)[0]}{mask(m.group(0)[1:-1])}{m.group(0)[0]}")
         for m in _QUOTED.finditer(message)
