@@ -473,7 +473,7 @@ def stream_rows(
                 row_attrs, letters, rest, body, attrs, generic_body = m.groups()
                 if letters is not None:
                     if keep:
-                        col = _column_index(letters, columns)
+                        col = columns.get(letters) or _column_index(letters, columns)
                         known = styles.get(rest)
                         if known is None:
                             known = styles[rest] = _style_and_type(rest)
@@ -606,22 +606,36 @@ class Converter:
         as (column number, error text)."""
         values: list[XlsxValue] = []
         errors: list[tuple[int, str]] = []
+        by_style = self._by_style
+        raw: bytes | None
         for col, style, kind, body in cells:
             if not body:
                 continue
             value: XlsxValue
             if kind is None or kind == b"n":
-                raw = cell_value_bytes(body)
+                if body[:3] == b"<v>" and body[-4:] == b"</v>":  # inlined cell_value_bytes
+                    raw = body[3:-4]
+                else:
+                    raw = cell_value_bytes(body)
                 if not raw:
                     continue
-                value = self.number(raw, self._format(style))
+                fmt = by_style.get(style) or self._format(style)
+                if fmt.kind is Kind.NUMBER and raw.isdigit():
+                    value = int(raw)
+                else:
+                    value = self.number(raw, fmt)
             elif kind == b"s":
                 raw = cell_value_bytes(body)
                 if raw is None or not raw.isdigit() or int(raw) >= len(self.strings):
                     continue
                 value = self.strings[int(raw)]
             elif kind == b"inlineStr":
-                value = cell_text(body)
+                if body[:7] == b"<is><t>" and body[-9:] == b"</t></is>" and body.count(b"<") == 4:
+                    value = body[7:-9].decode("utf-8", "replace")
+                    if "&" in value or "_x" in value:
+                        value = _unescape_ooxml(html.unescape(value))
+                else:
+                    value = cell_text(body)
             elif kind == b"str":
                 raw = cell_value_bytes(body)
                 value = unescape(raw) if raw is not None else None
