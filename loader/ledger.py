@@ -361,7 +361,11 @@ class Ledger:
             raise LedgerError(f"{path}: cannot open the ledger: {exc}") from exc
         try:
             _prepare(conn, path, readonly=readonly)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:  # locked, read-only directory, disk full
+            conn.close()
+            _drop_lock(lock)
+            raise LedgerError(f"{path}: cannot open the ledger: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
             conn.close()
             _drop_lock(lock)
             raise LedgerError(
