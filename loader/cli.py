@@ -7,6 +7,7 @@ traceback as well.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -280,10 +281,11 @@ def sandbox(
     click.echo(f"  API secret: {api_secret}")
     click.echo(f"  store:      {server.store_path}")
     click.echo("Press Ctrl+C to stop.")
-    try:
+    # uvicorn stops on Ctrl+C and re-raises it afterwards (unless SIGINT was ignored, as
+    # in a background job): either way the server is down and its files are closed.
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve()
-    except KeyboardInterrupt:
-        click.echo("Sandbox stopped.")
+    click.echo("Sandbox stopped.")
 
 
 def main(argv: list[str] | None = None) -> None:
