@@ -143,3 +143,76 @@ def test_channel_lookup_and_cfpb_map_use_only_the_tenants_methods() -> None:
     assert set(cfpb_map.values()) <= methods
     with (SAMPLES / "cfpb-complaints.csv").open(encoding="utf-8", newline="") as fh:
         assert {row["submitted_via"] for row in csv.DictReader(fh)} == set(cfpb_map)
+
+
+# --- the dry run finds what was planted, and nothing else ---------------------------------
+
+WORKBOOK_CASES = {
+    "blank-row": 1,
+    "cell-error": 2,
+    "duplicate-key": 6,
+    "format": 14,
+    "invalid-date": 3,
+    "missing-value": 12,
+    "unmapped-value": 10,
+}
+CONTACTS = {
+    "duplicate-key": 1,
+    "format": 1,
+    "missing-cell": 3,
+    "missing-key": 1,
+    "missing-value": 1,
+}
+
+# spec -> (rows, invalid, issue counts by code, where the planted faults are)
+DRY_RUNS = {
+    "createcase.yaml": (1500, 47, WORKBOOK_CASES, "Complaints"),
+    "account-and-case.yaml": (1500, 47, WORKBOOK_CASES, "Complaints"),
+    "createaccount.yaml": (
+        500,
+        14,
+        {
+            "duplicate-key": 3,
+            "invalid-date": 2,
+            "invalid-number": 3,
+            "missing-key": 2,
+            "missing-value": 2,
+            "unmapped-value": 4,
+        },
+        "Accounts",
+    ),
+    "updatecustomer.yaml": (500, 4, CONTACTS, "contacts-export.csv"),
+    "uploaddata.yaml": (500, 4, CONTACTS, "contacts-export.csv"),
+    "cfpb.yaml": (1000, 0, {}, "cfpb-complaints.csv"),
+}
+
+
+def test_every_spec_has_a_dry_run_expectation() -> None:
+    assert sorted(DRY_RUNS) == [p.name for p in SPECS]
+
+
+@pytest.mark.parametrize("name", sorted(DRY_RUNS))
+def test_dry_run_finds_exactly_the_planted_faults(
+    name: str, tmp_path: Path, regenerated: tuple[Path, dict[str, list]]
+) -> None:
+    from loader.dryrun import dry_run
+    from loader.spec import load_spec
+
+    rows, invalid, codes, where = DRY_RUNS[name]
+    result = dry_run(load_spec(MAPPINGS / name), out_dir=tmp_path)
+    report = json.loads(result.report_json.read_text(encoding="utf-8"))
+    summary = report["summary"]
+    assert (summary["rows"], summary["valid"], summary["invalid"]) == (
+        rows,
+        rows - invalid,
+        invalid,
+    )
+    found: dict[str, int] = {}
+    for issue in report["issues"]:
+        found[issue["code"]] = found.get(issue["code"], 0) + 1
+    assert found == codes
+    _, planted = regenerated
+    planted_rows = {row for places in planted.values() for sheet, row in places if sheet == where}
+    assert {issue["row"] for issue in report["issues"]} == planted_rows
+    assert result.exit_code == (1 if invalid else 0)
+    assert (result.rejects is None) == (invalid == 0)
