@@ -21,10 +21,10 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Generic, Literal, TypeVar
 
 import httpx2
 
@@ -36,6 +36,7 @@ from loader.outcomes import Kind, Outcome, classify
 from loader.targets.icasework import OPERATIONS, ICasework, Operation
 from loader.throttle import Throttle
 
+T = TypeVar("T")
 InDoubtPolicy = Literal["stop", "lookup", "resend"]
 StopReason = Literal["interrupted", "in-doubt", "auth", "error"]
 UPSTREAM_FAILED = "upstream-failed"
@@ -162,8 +163,8 @@ class Engine:
         self.fatal: BaseException | None = None
         self._stopped = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._claims: list[tuple[str, str]] = []
-        self._claimed: asyncio.Future[None] | None = None
+        self._claims = _Batcher(ledger.mark_sending)
+        self._outcomes = _Batcher(ledger.record_outcomes)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._chunkers: dict[str, _Chunker] = {}
 
@@ -228,10 +229,13 @@ class Engine:
         return self.tally
 
     async def _drain(self) -> None:
-        while self._tasks:
-            if not self.stopping:
-                await asyncio.wait(set(self._tasks))
-                continue
+        while self._tasks and not self.stopping:
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait({stopped, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+        if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.stop_grace)
             # Cancelled requests stay `sending`: in doubt, looked up on the next run.
             for task in pending:
@@ -276,27 +280,6 @@ class Engine:
 
     # -- one request -------------------------------------------------------------------
 
-    async def _claim(self, key: str, step: str) -> None:
-        """Mark (key, step) `sending`, committed, before the request leaves. Claims made in
-        the same loop turn share one transaction."""
-        self._claims.append((key, step))
-        if self._claimed is None:
-            loop = asyncio.get_running_loop()
-            self._claimed = loop.create_future()
-            loop.call_soon(self._commit_claims)
-        await asyncio.shield(self._claimed)
-
-    def _commit_claims(self) -> None:
-        claims, future = self._claims, self._claimed
-        self._claims, self._claimed = [], None
-        assert future is not None  # set with the first claim of this turn
-        try:
-            self._ledger.mark_sending(claims)
-        except BaseException as exc:  # re-raised in every waiting row task
-            future.set_exception(exc)
-        else:
-            future.set_result(None)
-
     async def _request(
         self,
         op: Operation,
@@ -313,7 +296,8 @@ class Engine:
                 return None
             token = await self._auth.token(self._client)
             if len(claims) == 1:
-                await self._claim(*claims[0])
+                # Claims made in the same loop turn share one committed transaction.
+                await self._claims.add(claims[0])
             else:
                 self._ledger.mark_sending(claims)
             self.tally.requests += 1
@@ -357,13 +341,23 @@ class Engine:
             if kind is Kind.OK:
                 assert response is not None  # OK always comes with an answer
                 target_id = self._target.new_id(op, response)
-                self._ledger.mark_succeeded(
-                    key, step, target_id=target_id, http_status=outcome.http_status
+                status = outcome.http_status
+                await self._outcomes.add(
+                    Recorded.succeeded(key, step, target_id=target_id, http_status=status)
                 )
                 self.tally.succeeded += 1
                 return True, target_id
             if kind is Kind.FAILED:
-                self._fail(work, task, outcome.http_status, outcome.code, outcome.info)
+                await self._outcomes.add(
+                    Recorded.failed(
+                        key,
+                        step,
+                        http_status=outcome.http_status,
+                        code=outcome.code,
+                        info=outcome.info,
+                    )
+                )
+                self.tally.failed += 1
                 return False, None
             if kind is Kind.AUTH:
                 # The request was refused before being applied: not an attempt that counts.
@@ -669,6 +663,36 @@ class Engine:
         self._record(outcomes)
         for item, done in zip(items, results, strict=True):
             item.future.set_result(done)
+
+
+class _Batcher(Generic[T]):
+    """Items added in the same loop turn go to `commit` together: one transaction, which
+    is committed before any of the adders continues (so a claim is on disk before its
+    request leaves, and an outcome before the row's next step)."""
+
+    def __init__(self, commit: Callable[[list[T]], None]) -> None:
+        self._commit = commit
+        self._items: list[T] = []
+        self._done: asyncio.Future[None] | None = None
+
+    async def add(self, item: T) -> None:
+        self._items.append(item)
+        if self._done is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            loop.call_soon(self._flush)
+        await asyncio.shield(self._done)
+
+    def _flush(self) -> None:
+        items, done = self._items, self._done
+        self._items, self._done = [], None
+        assert done is not None  # set by the first add of this turn
+        try:
+            self._commit(items)
+        except BaseException as exc:  # raised again in every waiting adder
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
 
 
 @dataclass(slots=True)

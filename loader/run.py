@@ -174,7 +174,11 @@ class _Session:
         async with httpx2.AsyncClient(limits=limits, timeout=timeout) as client:
             auth = ICaseworkJWT(self.target.token_url, credentials)
             await auth.token(client)  # refused credentials stop here, before anything is sent
-            self.throttle = Throttle(o.rate, o.burst)
+            # A client bucket as deep as the server's lets both empty at once: a 429 then
+            # halves the rate. A tenth of a second's worth absorbs hiccups and never
+            # outruns a server whose bucket holds a second's worth.
+            burst = o.burst or (max(1, round(o.rate / 10)) if o.rate else None)
+            self.throttle = Throttle(o.rate, burst)
             engine = Engine(
                 ledger=self.ledger,
                 target=self.target,

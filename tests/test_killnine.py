@@ -25,7 +25,7 @@ from loader.ledger import Ledger
 from loader.sandbox import Sandbox, SandboxConfig
 
 ROWS = 300
-KEY, SECRET = "kill-key", "kill-secret"
+KEY, SECRET = "kill-key", "kill-secret-0f5e2a7c9b1d4e8f6a3c0b9d"
 SPEC = """\
 spec: 1
 name: killnine
@@ -87,12 +87,7 @@ def _assertion(aud: str) -> str:
 
 @pytest.mark.timeout(90)
 def test_kill_nine_then_rerun_until_done_sends_each_row_exactly_once(tmp_path: Path) -> None:
-    (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
-    keys = [f"K{i:04d}" for i in range(ROWS)]
-    with (tmp_path / "rows.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Ref", "Surname"])
-        writer.writerows((k, f"S{k}") for k in keys)
+    keys = make_project(tmp_path, ROWS)
     rng = random.Random(20261123)
     config = SandboxConfig(
         api_key=KEY,
@@ -134,3 +129,46 @@ def test_kill_nine_then_rerun_until_done_sends_each_row_exactly_once(tmp_path: P
         entries = list(ledger.entries())
     assert len(entries) == ROWS and {str(e.state) for e in entries} == {"succeeded"}
     assert {e.target_id for e in entries} == set(ids)  # the ledger agrees with the store
+
+
+def make_project(folder: Path, rows: int) -> list[str]:
+    (folder / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    keys = [f"K{i:04d}" for i in range(rows)]
+    with (folder / "rows.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Ref", "Surname"])
+        writer.writerows((k, f"S{k}") for k in keys)
+    return keys
+
+
+def wait_for_sending(box: Sandbox, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while box.store.count_requests("createcase") < 20 and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run never started sending"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_then_a_rerun_finishes_exactly_once(tmp_path: Path, presses: int) -> None:
+    keys = make_project(tmp_path, 200)
+    config = SandboxConfig(
+        api_key=KEY, api_secret=SECRET, store=tmp_path / "store.sqlite", latency_ms=40
+    )
+    with Sandbox(config) as box:
+        proc = launch(tmp_path, box.url)
+        wait_for_sending(box, proc)
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err.decode()
+        assert "Interrupted: finishing requests in flight" in err.decode()
+        with Ledger.open(tmp_path / "ledger.sqlite", readonly=True) as ledger:
+            counts = ledger.counts()
+        assert counts.states["succeeded"] < 200
+        if presses == 1:  # requests in flight were waited for and recorded
+            assert counts.in_doubt == 0
+        rerun = launch(tmp_path, box.url)
+        _, err = rerun.communicate(timeout=30)
+        assert rerun.returncode == 0, err.decode()
+        assert box.store.cases_by_external_id() == dict.fromkeys(keys, 1)
