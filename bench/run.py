@@ -117,7 +117,7 @@ def send(folder: Path, rows: int, url: str, settings: Settings, rate: float | No
 def zero_latency(tmp: Path, rows: int) -> None:
     box = SandboxProcess(tmp / "z-store.sqlite")
     try:
-        log = send(tmp / "zero", rows, box.url, Settings(concurrency=64), None)
+        log = send(tmp / "zero", rows, box.url, Settings(concurrency=16), None)
     finally:
         box.stop()
     ok, _, seconds = window(log)
@@ -133,7 +133,7 @@ def limited(tmp: Path, limit: float, seconds: float, *, learn: bool) -> None:
             tmp / f"rate-{limit}-{learn}",
             rows,
             box.url,
-            Settings(concurrency=64),
+            Settings(concurrency=40),
             None if learn else limit,
         )
     finally:

@@ -114,7 +114,7 @@ def validate(
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
-    default=48,
+    default=32,
     show_default=True,
     help="Requests in flight at most.",
 )

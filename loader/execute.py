@@ -46,7 +46,7 @@ UPSERT_KINDS = frozenset({"customers", "accounts"})
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    concurrency: int = 48  # requests in flight; 500 req/s at 50 ms needs >= 25
+    concurrency: int = 32  # requests in flight; 500 req/s at 50 ms needs >= 25
     in_doubt: InDoubtPolicy = "lookup"
     max_attempts: int = 6  # retry-safe failures of one (row, step) in a run; 429s do not count
     backoff: float = 0.5  # first retry delay (s), doubled per attempt, full jitter

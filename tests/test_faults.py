@@ -153,3 +153,32 @@ def test_a_wrong_secret_stops_with_a_clear_message_and_sends_nothing(
         assert "19002 invalid_grant" in err and "LOADER_API_SECRET" in err
         assert "not-the-secret" not in out + err
         assert box.store.count_requests("createcase") == 0
+
+
+UPLOAD_CASES = """\
+spec: 1
+name: faults-upload
+source: {file: people.csv, key: Ref}
+target: icasework
+steps:
+  - id: load
+    operation: uploaddata
+    upload_type: cases
+    fields:
+      ExternalId: {from: Ref, required: true}
+      Type: {value: Complaint}
+      Surname: {from: Surname, required: true}
+"""
+
+
+def test_a_dropped_chunk_of_cases_is_settled_row_by_row(
+    project: Path, env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "spec.yaml").write_text(UPLOAD_CASES, encoding="utf-8")
+    with sandbox(project, drop_rate=0.5) as box:
+        code, out, _ = loader_run(capsys, project, box.url, "--chunk-size", "10")
+        assert code == 0, out
+        assert_exactly_once(project, box)
+        log = box.store.requests()
+    dropped = [r for r in log if r["endpoint"] == "uploaddata" and r["fault"] == "drop"]
+    assert dropped  # some chunks were applied without an answer, yet no case is there twice

@@ -157,3 +157,70 @@ def test_status_of_a_missing_ledger_says_so(
     code, _, err = cli(capsys, "status", str(tmp_path / "nope.sqlite"))
     assert code == 2
     assert "no ledger here; `loader run` creates one" in err
+
+
+TWO_STEP = """\
+spec: 1
+name: two
+source: {file: people.csv, key: Ref}
+target: icasework
+steps:
+  - id: account
+    operation: createaccount
+    fields:
+      Type: {value: CTAX}
+      ExternalAccountId: {from: Ref, required: true}
+  - id: case
+    operation: createcase
+    fields:
+      Type: {value: Complaint}
+      ExternalId: {from: Ref, required: true}
+      Customer.Surname: {from: Surname, required: true}
+      ExternalAccountId: {from_step: account}
+"""
+
+
+def test_a_two_step_row_sends_the_case_with_the_account_id(project: Path) -> None:
+    (project / "spec.yaml").write_text(TWO_STEP, encoding="utf-8")
+    write_source(project, [("T1", "Email", "One"), ("T2", "Email", "Two")])
+    code, summary = go(project)
+    assert code == 0 and summary["requests"] == 4
+    with Ledger.open(project / "runs" / "ledger.sqlite", readonly=True) as ledger:
+        account = ledger.get("T1", "account")
+    assert account is not None and account.target_id
+    case = store(project).find_cases(external_id="T1")[0]
+    assert case["fields"]["ExternalAccountId"] == account.target_id
+
+
+UPLOAD = """\
+spec: 1
+name: upload
+source: {file: people.csv, key: Ref}
+target: icasework
+steps:
+  - id: load
+    operation: uploaddata
+    upload_type: UPLOAD_TYPE
+    fields:
+      Id: {from: Ref, required: true}
+      ExternalId: {from: Ref, required: true}
+      Type: {value: Complaint}
+      Surname: {from: Surname, required: true}
+"""
+
+
+@pytest.mark.parametrize("kind", ["customers", "cases"])
+def test_uploaddata_goes_in_chunks_with_an_outcome_per_row(project: Path, kind: str) -> None:
+    (project / "spec.yaml").write_text(UPLOAD.replace("UPLOAD_TYPE", kind), encoding="utf-8")
+    settings = Settings(concurrency=4, grace=0.1, upload_limit=7)
+    spec = load_spec(project / "spec.yaml")
+    result = run(spec, RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=settings))
+    assert result.exit_code == 0, result.lines
+    assert result.summary["requests"] == 5  # 30 rows in chunks of at most 7
+    with Ledger.open(project / "runs" / "ledger.sqlite", readonly=True) as ledger:
+        entries = list(ledger.entries())
+    assert len(entries) == 30 and {str(e.state) for e in entries} == {"succeeded"}
+    if kind == "cases":
+        assert store(project).cases_by_external_id() == {f"R{i:03d}": 1 for i in range(30)}
+    else:
+        assert len(store(project).customers()) == 30
