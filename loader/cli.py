@@ -191,6 +191,8 @@ def run(
         for line in result.lines:
             click.echo(line)
         click.echo(f"Results: {result.out_dir / 'results.csv'}")
+    elif result.status in ("stopped", "auth-stopped", "interrupted"):
+        click.echo(result.lines[-1], err=True)  # why it stopped, even for scripts
     return result.exit_code
 
 

@@ -412,6 +412,12 @@ class _Session:
             f"{states['rejected']} rejected, {states['pending']} pending, "
             f"{states['sending']} in doubt.",
         ]
+        changed = summary["ledger_counts"]["changed"]
+        if changed:
+            out.append(
+                f"{changed} rows changed in the source after they were sent: not sent again "
+                "(a create would make a duplicate); update them on the target."
+            )
         for dup in summary["duplicates"]:
             out.append(
                 f"Duplicate on the target: {dup['key']} ({dup['step']}) has ids "

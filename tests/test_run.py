@@ -64,6 +64,7 @@ def test_a_run_sends_every_row_once_and_a_rerun_sends_nothing(project: Path) -> 
     assert store(project).cases_by_external_id() == {f"R{i:03d}": 1 for i in range(30)}
     code, summary = go(project)
     assert (code, summary["requests"]) == (0, 0)
+    assert summary["rows_read"] <= 1  # resumed at the checkpoint, not from the top
     assert store(project).case_count() == 30
     out = project / "runs"
     assert {p.name for p in out.iterdir()} >= {"results.csv", "run-summary.json"}
@@ -120,7 +121,7 @@ def test_limit_sends_some_rows_and_the_next_run_the_rest(project: Path) -> None:
     assert (code, summary["requests"]) == (0, 7)
     assert store(project).case_count() == 7
     code, summary = go(project)
-    assert (code, summary["requests"]) == (0, 23)
+    assert (code, summary["requests"], summary["rows_read"]) == (0, 23, 23)
     assert store(project).case_count() == 30
 
 
