@@ -191,6 +191,9 @@ def run(
         for line in result.lines:
             click.echo(line)
         click.echo(f"Results: {result.out_dir / 'results.csv'}")
+        failures = result.out_dir / "failures.csv"
+        if failures.exists():
+            click.echo(f"Not loaded: {failures}")
     elif result.status in ("stopped", "auth-stopped", "interrupted"):
         click.echo(result.lines[-1], err=True)  # why it stopped, even for scripts
     return result.exit_code

@@ -49,6 +49,7 @@ HINTS = {
     "retries-exhausted": "the target kept answering with a temporary error; rerun later",
     "no-result": "the upload answer did not mention this row; check it on the target",
 }
+REJECTED_HINT = "invalid row, never sent: `loader validate` reports why; fix it and rerun"
 STATUS_HINTS = {
     400: "the target refused these values: fix them (or the tenant's value lists), "
     "then rerun with --retry-failed",
@@ -76,7 +77,7 @@ class RunOptions:
 @dataclass(frozen=True, slots=True)
 class RunResult:
     exit_code: int
-    status: str  # completed | failed | stopped | interrupted | auth-stopped
+    status: str  # completed | some-failed | stopped | interrupted | auth-stopped
     summary: dict[str, Any]
     ledger: Path
     out_dir: Path
@@ -220,7 +221,7 @@ class _Session:
             return "stopped"
         counts = self.ledger.counts()
         bad = counts.states["failed"] + counts.states["rejected"] + self.rejected
-        return "failed" if bad else "completed"
+        return "some-failed" if bad else "completed"
 
     # -- planning --------------------------------------------------------------------
 
@@ -369,7 +370,7 @@ class _Session:
             "interrupted": EXIT_INTERRUPTED,
             "stopped": EXIT_STOPPED,
             "auth-stopped": EXIT_FAILED,
-            "failed": EXIT_FAILED,
+            "some-failed": EXIT_FAILED,
         }.get(status, EXIT_OK)
         throttle = self.throttle
         return {
@@ -526,10 +527,15 @@ def write_results(ledger: Ledger, path: Path | None, *, stdout: IO[str] | None =
 
 
 def _write_failures(spec: Spec, ledger: Ledger, path: Path) -> None:
-    """Failed rows in the source's own columns plus code, info and a hint."""
+    """Failed and rejected rows in the source's own columns plus code, info and a hint:
+    everything not loaded, in a file to fix and feed back."""
     failed: dict[str, tuple[str | None, str | None, str]] = {}
-    for e in ledger.entries(states=[State.FAILED]):
-        failed.setdefault(e.key, (e.error_code, e.error_info, _hint(e.error_code, e.http_status)))
+    for e in ledger.entries(states=[State.FAILED, State.REJECTED]):
+        if e.state is State.REJECTED:
+            failed.setdefault(e.key, ("rejected", e.issues, REJECTED_HINT))
+        else:
+            hint = _hint(e.error_code, e.http_status)
+            failed.setdefault(e.key, (e.error_code, e.error_info, hint))
     path.unlink(missing_ok=True)
     if not failed:
         return
@@ -538,7 +544,7 @@ def _write_failures(spec: Spec, ledger: Ledger, path: Path) -> None:
         TableWriter(path, [*prepared.table.header, "_code", "_info", "_hint"]) as table,
     ):
         for checked in prepared:
-            found = failed.get(checked.key)
+            found = failed.get(checked.key or f"row-{checked.row.number}")
             if found is not None and not checked.blank:
                 table.write([*checked.row.values, *found])
 

@@ -102,6 +102,9 @@ def test_invalid_rows_are_rejected_and_never_sent(project: Path) -> None:
         b2 = ledger.get("B2", "case")
     assert b2 is not None and str(b2.state) == "rejected"
     assert b2.issues is not None and "missing-value" in b2.issues
+    with (project / "runs" / "failures.csv").open(encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["Ref"], r["_code"], r["_info"]) for r in rows] == [("B2", "rejected", b2.issues)]
 
 
 def test_a_changed_source_sends_new_keys_and_reports_changed_ones(project: Path) -> None:
