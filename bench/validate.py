@@ -3,12 +3,14 @@ payloads (fast path, then every error from jsonschema), and jsonschema alone for
 
     .venv/bin/python bench/validate.py [N]
 
-Prints validations per second and the process's peak resident memory (tracemalloc is
-not used: it slows validation several times over and would distort the rates).
+Prints validations per second (wall clock and CPU time) and the process's peak resident
+memory (tracemalloc is not used: it slows validation several times over and would distort
+the rates).
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -43,11 +45,14 @@ def payloads(n: int, *, valid: bool) -> list[dict[str, Any]]:
 def rate(
     label: str, check: Callable[[dict[str, Any]], object], batch: list[dict[str, Any]]
 ) -> None:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for payload in batch:
         check(payload)
-    elapsed = time.perf_counter() - start
-    print(f"{label:<44} {len(batch) / elapsed:>10,.0f} validations/s")
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(
+        f"{label:<44} {len(batch) / elapsed:>10,.0f} validations/s"
+        f" {len(batch) / cpu:>10,.0f} per CPU-second"
+    )
 
 
 def main() -> None:
@@ -59,6 +64,7 @@ def main() -> None:
     rate("valid, errors() (fast path)", validator.errors, good)
     rate("valid, full_errors() (jsonschema only)", validator.full_errors, good[: n // 5])
     rate("invalid, errors() (fast, then jsonschema)", validator.errors, bad)
+    print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"peak RSS: {peak:.0f} MiB (includes the {n + n // 5:,} test payloads)")
 

@@ -265,6 +265,86 @@ def _ecma_keys(node: Any) -> Any:
     return copied
 
 
+# --- the fast engine specialised to one key set ----------------------------------------
+#
+# fastjsonschema checks patternProperties by searching every pattern in every payload key
+# (createcase: 4 Document patterns x 15 keys = 60 regex searches per payload) and then scans
+# a list of the named properties for each remaining key. For payloads that all have the
+# same keys, which pattern and which rule applies to each key is decided once: the
+# specialised schema names every key of the set under `properties`, with the subschemas
+# that apply to it (its own property schema, the patternProperties it matches, else
+# additionalProperties), and drops patternProperties and additionalProperties. For a
+# payload with exactly those keys it accepts exactly what the general schema accepts.
+
+SPECIALISE_AFTER = 8  # sightings of a key set before its engine is compiled
+_MAX_KEY_SETS = 32  # specialised engines per validator; later key sets use the general one
+_MAX_SIGHTINGS = 4096  # key sets counted; bounds memory on a file where every row differs
+# Keys spelled into the generated code: a conservative alphabet (field names are dotted
+# words), so that no key can change the meaning of the code it is written into.
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.\- ]{1,200}")
+_ROOT_KEYWORDS = ("properties", "patternProperties", "additionalProperties")
+
+
+def _specialisable(schema: dict[str, Any]) -> bool:
+    """Whether `_for_keys` may rewrite this (ECMA-keyed, fast-path-safe) schema: some
+    object node it would rewrite has key rules, and no `$ref` points into the rules it
+    moves (they would no longer be where the reference says)."""
+    nodes = _object_nodes(schema)
+    if not any(any(k in node for k in _ROOT_KEYWORDS[1:]) for node in nodes):
+        return False
+    return not any(
+        ref.startswith(("#/properties", "#/patternProperties", "#/additionalProperties", "#/allOf"))
+        for ref in _refs(schema)
+    )
+
+
+def _object_nodes(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The root and its allOf members: the schema nodes that all apply to the payload itself."""
+    nodes = [schema]
+    nodes += [n for n in schema.get("allOf", []) if isinstance(n, dict) and "$ref" not in n]
+    return nodes
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+
+
+def _for_keys(schema: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    out = _resolve_keys(schema, keys)
+    if "allOf" in schema:
+        out["allOf"] = [
+            _resolve_keys(n, keys) if isinstance(n, dict) and "$ref" not in n else n
+            for n in schema["allOf"]
+        ]
+    return out
+
+
+def _resolve_keys(node: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    if not any(k in node for k in _ROOT_KEYWORDS[1:]):
+        return dict(node)
+    named: dict[str, Any] = node.get("properties", {})
+    patterns = [(re.compile(p), sub) for p, sub in node.get("patternProperties", {}).items()]
+    extra = node.get("additionalProperties", True)
+    properties = dict(named)  # kept whole: absent names cost one set look-up each
+    for key in sorted(keys):
+        rules = [named[key]] if key in named else []
+        rules += [sub for pattern, sub in patterns if pattern.search(key)]
+        if not rules:
+            rules = [extra]
+        properties[key] = rules[0] if len(rules) == 1 else {"allOf": rules}
+    out = {k: v for k, v in node.items() if k not in _ROOT_KEYWORDS}
+    out["properties"] = properties
+    return out
+
+
 def _no_remote(uri: str) -> Any:
     raise LoaderError(f"schema refers to {uri}: remote schemas are not fetched")
 
@@ -296,17 +376,16 @@ class PayloadValidator:
         self.schema = combined
         self._describer = _Describer(combined, format_checker=_CHECKER)
         self._fast: Callable[[Any], Any] | None = None
+        # Fast engines specialised to one payload key set (see `_by_keys`), and how often
+        # each key set not yet specialised has been seen.
+        self._keyed: dict[frozenset[str], Callable[[Any], Any]] = {}
+        self._sightings: dict[frozenset[str], int] = {}
+        self._specialisable = False
+        self._fast_schema: dict[str, Any] = {}
         if _fast_path_safe(combined):
-            try:
-                self._fast = fastjsonschema.compile(
-                    _ecma_keys(combined),
-                    handlers={"http": _no_remote, "https": _no_remote},
-                    formats=_fast_formats(),
-                    use_default=False,  # validation must never write defaults into payloads
-                    detailed_exceptions=False,
-                )
-            except fastjsonschema.JsonSchemaDefinitionException as exc:
-                raise LoaderError(f"payload schema cannot be compiled: {exc}") from exc
+            self._fast_schema = _ecma_keys(combined)
+            self._fast = self._compile(self._fast_schema)
+            self._specialisable = _specialisable(self._fast_schema)
 
     @property
     def fast(self) -> bool:
@@ -328,11 +407,47 @@ class PayloadValidator:
         if self._fast is None:
             return None
         data = _as_dict(payload)
+        check = self._fast
+        if self._specialisable and data.__class__ is dict:
+            keys = frozenset(data)
+            check = self._keyed.get(keys) or self._by_keys(keys)
         try:
-            self._fast(data)
+            check(data)
         except fastjsonschema.JsonSchemaValueException:
             return False
         return True
+
+    def _compile(self, schema: dict[str, Any]) -> Callable[[Any], Any]:
+        try:
+            return fastjsonschema.compile(
+                schema,
+                handlers={"http": _no_remote, "https": _no_remote},
+                formats=_fast_formats(),
+                use_default=False,  # validation must never write defaults into payloads
+                detailed_exceptions=False,
+            )
+        except fastjsonschema.JsonSchemaDefinitionException as exc:
+            raise LoaderError(f"payload schema cannot be compiled: {exc}") from exc
+
+    def _by_keys(self, keys: frozenset[str]) -> Callable[[Any], Any]:
+        """The fast engine for payloads with exactly these keys, once the key set has been
+        seen often enough to pay for a compile (a few milliseconds); the general one until
+        then. The payloads of one spec come in a handful of key sets (optional fields are
+        left out when empty), so this is a small, bounded cache."""
+        assert self._fast is not None  # only called on the fast path
+        seen = self._sightings.get(keys, 0) + 1
+        if (
+            seen < SPECIALISE_AFTER
+            or len(self._keyed) >= _MAX_KEY_SETS
+            or not all(_SAFE_KEY.fullmatch(key) for key in keys)
+        ):
+            if len(self._sightings) < _MAX_SIGHTINGS:
+                self._sightings[keys] = seen
+            return self._fast
+        self._sightings.pop(keys, None)
+        check = self._compile(_for_keys(self._fast_schema, keys))
+        self._keyed[keys] = check
+        return check
 
     def full_errors(self, payload: Mapping[str, Any]) -> list[SchemaError]:
         """Every error jsonschema finds, with no fast path: [] means valid."""

@@ -394,3 +394,85 @@ def test_schema_error_is_frozen() -> None:
     error = SchemaError("Type", "required", "Type is required", None)
     with pytest.raises(AttributeError):
         error.code = "x"  # type: ignore[misc]  # frozen dataclass: the point of the test
+
+
+# --- the fast engine specialised per key set ------------------------------------------
+
+
+@pytest.fixture
+def specialise_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import loader.validate as module
+
+    monkeypatch.setattr(module, "SPECIALISE_AFTER", 1)
+    monkeypatch.setattr(module, "_MAX_KEY_SETS", 10_000)
+
+
+@pytest.mark.parametrize("name", CORPUS_FILES)
+def test_specialised_engines_agree_with_jsonschema(name: str, specialise_at_once: None) -> None:
+    check = validator(name)
+    for case in corpus(name):
+        payload = case["payload"]
+        full = check.full_errors(payload)
+        assert check.fast_valid(payload) is (not full), payload
+        assert check.fast_valid(dict(payload)) is (not full), payload  # the cached engine
+    if isinstance(corpus(name)[0]["payload"], dict) and check._specialisable:
+        assert check._keyed  # the corpus did run on specialised engines
+
+
+@pytest.mark.parametrize(
+    ("payload", "valid"),
+    [
+        ({"Type": "C", "Document1.URL": "https://x.org/a.pdf"}, True),
+        ({"Type": "C", "Document1.URL": "ftp://x.org/a.pdf"}, False),
+        ({"Type": "C", "Document1.URL\n": "https://x.org/a.pdf"}, True),  # not a Document key
+        ({"Type": "C", "Document12.URLLoadContent": "yes"}, False),
+        ({"Type": "C", "Document0.Name": ["a"]}, False),  # no pattern: additionalProperties
+        ({"Type": "C", "Customer.Email": "bob@"}, False),
+        ({"Type": "C", 'Weird "key"{x}': 1}, True),  # unsafe key: general engine
+        ({"Type": "C", 'Weird "key"{x}': None}, False),
+    ],
+)
+def test_specialised_engine_verdicts(
+    payload: dict[str, Any], valid: bool, specialise_at_once: None
+) -> None:
+    check = validator("createcase")
+    for _ in range(3):
+        assert check.fast_valid(payload) is valid
+        assert (check.full_errors(payload) == []) is valid
+
+
+def test_key_sets_are_specialised_after_a_few_sightings_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import loader.validate as module
+
+    monkeypatch.setattr(module, "_MAX_KEY_SETS", 2)
+    check = validator("createcase")
+    payload = {"Type": "Complaint", "Document1.Name": "a.pdf"}
+    for _ in range(module.SPECIALISE_AFTER - 1):
+        assert check.fast_valid(payload) is True
+    assert not check._keyed
+    assert check.fast_valid(payload) is True
+    assert list(check._keyed) == [frozenset(payload)]
+    for n in range(2, 5):
+        other = {"Type": "Complaint", f"Document{n}.Name": "a.pdf"}
+        for _ in range(module.SPECIALISE_AFTER):
+            assert check.fast_valid(other) is True
+    assert len(check._keyed) == 2
+
+
+def test_overlay_is_specialised_too(specialise_at_once: None) -> None:
+    overlay = {
+        "properties": {"Team": {"enum": ["Housing"]}},
+        "patternProperties": {"^Team$": {"minLength": 3}},
+        "additionalProperties": {"type": "string"},
+    }
+    check = validator("createcase", overlay)
+    for payload, valid in [
+        ({"Type": "C", "Team": "Housing"}, True),
+        ({"Type": "C", "Team": "Parks"}, False),
+        ({"Type": "C", "Extra": 1}, False),
+        ({"Type": "C", "Extra": "x"}, True),
+    ]:
+        assert check.fast_valid(payload) is valid
+        assert (check.full_errors(payload) == []) is valid
