@@ -228,3 +228,35 @@ def test_uploaddata_goes_in_chunks_with_an_outcome_per_row(project: Path, kind: 
         assert store(project).cases_by_external_id() == {f"R{i:03d}": 1 for i in range(30)}
     else:
         assert len(store(project).customers()) == 30
+
+
+ACCOUNTS = """\
+spec: 1
+name: accounts
+source: {file: people.csv, key: Ref}
+target: icasework
+steps:
+  - id: account
+    operation: createaccount
+    fields:
+      Type: {value: CTAX}
+      ExternalAccountId: {from: Ref, required: true}
+"""
+
+
+def test_a_crash_left_create_without_look_up_stops_until_told_to_resend(project: Path) -> None:
+    (project / "spec.yaml").write_text(ACCOUNTS, encoding="utf-8")
+    write_source(project, [("D1", "Email", "One"), ("D2", "Email", "Two")])
+    assert go(project, limit=0)[0] == 0  # planned, nothing sent
+    with Ledger.open(project / "runs" / "ledger.sqlite") as ledger:
+        ledger.mark_sending([("D2", "account")])  # as a crash right after the claim leaves it
+    spec = load_spec(project / "spec.yaml")
+    options = RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=FAST)
+    result = run(spec, options)
+    assert result.exit_code == 3 and result.summary["requests"] == 0
+    assert result.lines[-1].startswith("Stopped: 1 in doubt (sent, answer unknown, no look-up): ")
+    assert "D2 (account, row 3)" in result.lines[-1]
+    resend = Settings(concurrency=8, grace=0.0, in_doubt="resend")
+    result = run(spec, RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=resend))
+    assert result.exit_code == 0 and result.summary["requests"] == 2
+    assert len(store(project).accounts()) == 2
