@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import time
@@ -283,7 +284,7 @@ class Engine:
     async def _request(
         self,
         op: Operation,
-        build: Any,
+        build: Callable[[str], httpx2.Request],
         key: str,
         step: str,
         row: int,
@@ -524,7 +525,7 @@ class Engine:
             rows = [item.payload for item in pending]
             sent = await self._request(
                 op,
-                lambda token, rows=rows: self._target.upload_request(kind, rows, token),
+                functools.partial(self._target.upload_request, kind, rows),
                 f"chunk of {len(pending)}",
                 step,
                 pending[0].work.row,
