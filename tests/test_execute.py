@@ -274,11 +274,15 @@ def two_step(tmp_path: Path, keys: list[str]) -> tuple[Ledger, list[Work]]:
         account = {"Type": "CTAX", "ExternalAccountId": key}
         case = {"Type": "Complaint", "ExternalId": key, "Customer.Id": StepRef("account")}
         works.append(
-            Work(key, i + 2, [
-                Task("account", OPERATIONS["createaccount"], account),
-                Task("case", OPERATIONS["createcase"], case, key),
-            ])
-        )  # fmt: skip
+            Work(
+                key,
+                i + 2,
+                [
+                    Task("account", OPERATIONS["createaccount"], account),
+                    Task("case", OPERATIONS["createcase"], case, key),
+                ],
+            )
+        )
     return ledger, works
 
 
