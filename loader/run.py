@@ -135,7 +135,7 @@ def run(
         except BaseException as exc:  # recorded, then re-raised as it was
             ledger.finish_run(run_id, status="error", summary={"error": type(exc).__name__})
             raise
-        summary = session.summary(status, started, target_url, ledger_path)
+        summary = session.summary(status, started, ledger_path)
         ledger.finish_run(run_id, status=status, summary=summary)
         _write_outputs(spec, ledger, out_dir, summary)
         return RunResult(
@@ -362,7 +362,7 @@ class _Session:
             ticker.cancel()
             bar.close()
 
-    def summary(self, status: str, started: float, target: str, ledger: Path) -> dict[str, Any]:
+    def summary(self, status: str, started: float, ledger: Path) -> dict[str, Any]:
         tally = self.engine.tally if self.engine is not None else Tally()
         counts = self.ledger.counts()
         elapsed = max(time.time() - started, 1e-9)
