@@ -6,7 +6,9 @@ createcase spec for each (two date fields, a map, a template, transforms; in the
 the phone number is a NUMBER shown with a zero-padded format). About 2% of the rows are
 invalid. Then runs `loader.dryrun.dry_run` on each file in a fresh child process, so
 that the peak resident size (ru_maxrss) belongs to that file alone, and prints rows/s
-and memory. The half-size twin shows whether memory grows with the file (it should not).
+(wall clock, and per CPU-second: the machine is shared, so the load average is printed
+too) and memory. The half-size twin shows whether memory grows with the file (it should
+not).
 
 Targets: >= 60,000 rows/s for CSV, >= 15,000 rows/s for XLSX. A missed target prints a
 cProfile top 10 of that file (or pass --profile to always print it).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import subprocess
@@ -210,9 +213,10 @@ def measure(spec_path: Path, *, trace: bool, profile: bool) -> dict[str, float]:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     result = dry_run(spec, out_dir=out_dir)
     seconds = time.perf_counter() - began
+    cpu_seconds = time.process_time() - cpu_began
     if profiler is not None:
         import pstats
 
@@ -222,6 +226,8 @@ def measure(spec_path: Path, *, trace: bool, profile: bool) -> dict[str, float]:
         "rows": result.summary.rows,
         "invalid": result.summary.invalid,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "load": os.getloadavg()[0],
         "baseline_mb": baseline_kb / 1024,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -258,6 +264,7 @@ def main() -> int:
     for case in cases:
         ensure_data(case)
     header = f"{'file':<10} {'rows':>8} {'invalid':>8} {'seconds':>8} {'rows/s':>8} {'target':>7}"
+    header += f" {'CPU s':>6} {'rows/CPU-s':>10} {'load':>5}"
     header += f" {'base MB':>8} {'peak MB':>8}" + (f" {'traced MB':>9}" if args.tracemalloc else "")
     print(header)
     missed: list[Case] = []
@@ -272,6 +279,7 @@ def main() -> int:
         print(
             f"{case.name:<10} {f['rows']:>8.0f} {f['invalid']:>8.0f} {f['seconds']:>8.2f}"
             f" {rate:>8.0f} {'ok' if rate >= case.target else 'MISSED':>7}"
+            f" {f['cpu_seconds']:>6.2f} {f['rows'] / f['cpu_seconds']:>10.0f} {f['load']:>5.2f}"
             f" {f['baseline_mb']:>8.1f} {f['peak_rss_mb']:>8.1f}{traced}",
             flush=True,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,8 @@ from loader.mapping import Mapper, StepRef
 from loader.sources import Row, Table, open_table
 from loader.spec import Spec, Step
 from loader.validate import PayloadValidator, operation_schema
+
+_NONE: frozenset[tuple[str | None, str | None]] = frozenset()
 
 # A from_step value is unknown until the earlier step has run; validate the rest of
 # the payload with a neutral stand-in so the schema's other rules still apply.
@@ -58,6 +61,11 @@ class Prepared:
         try:
             self.mapper = Mapper(spec, self.table.header, sheet=self.table.sheet)
             self.validators = {step.id: _validator(spec, step) for step in spec.steps}
+            self._fast_valid = {sid: v.fast_valid for sid, v in self.validators.items()}
+            # Only a step with from_step fields can hold a StepRef to stand in for.
+            self._with_refs = frozenset(
+                step.id for step in spec.steps if any(f.from_step for f in step.fields)
+            )
         except BaseException:
             self.table.close()
             raise
@@ -74,7 +82,7 @@ class Prepared:
                 yield Checked(row, "", {}, list(row.issues), True)
                 continue
             mapped = self.mapper.map_row(row)
-            issues = row.issues + mapped.issues
+            issues = row.issues + mapped.issues if row.issues else mapped.issues
             first = seen.setdefault(mapped.key, row.number)
             if first != row.number and mapped.key:
                 issues.append(
@@ -88,12 +96,14 @@ class Prepared:
                     )
                 )
             # A field the mapping already refused is not reported again by the schema.
-            refused: set[tuple[str | None, str | None]] = {
-                (i.step, i.field) for i in mapped.issues if i.field
-            }
+            refused: AbstractSet[tuple[str | None, str | None]] = (
+                {(i.step, i.field) for i in mapped.issues if i.field} if mapped.issues else _NONE
+            )
             for step_id, payload in mapped.payloads.items():
-                issues.extend(self._schema_issues(row, step_id, payload, refused))
-            valid = not any(i.severity == "error" for i in issues)
+                # The common valid payload costs one fast check and no generator.
+                if step_id in self._with_refs or not self._fast_valid[step_id](payload):
+                    issues.extend(self._schema_issues(row, step_id, payload, refused))
+            valid = not issues or not any(i.severity == "error" for i in issues)
             yield Checked(row, mapped.key, mapped.payloads, issues, valid)
 
     def _schema_issues(
@@ -101,9 +111,9 @@ class Prepared:
         row: Row,
         step_id: str,
         payload: dict[str, Any],
-        refused: set[tuple[str | None, str | None]],
+        refused: AbstractSet[tuple[str | None, str | None]],
     ) -> Iterator[Issue]:
-        if any(isinstance(v, StepRef) for v in payload.values()):
+        if step_id in self._with_refs and any(isinstance(v, StepRef) for v in payload.values()):
             payload = {
                 k: STEP_REF_STAND_IN if isinstance(v, StepRef) else v for k, v in payload.items()
             }
