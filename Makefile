@@ -12,8 +12,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
+# The sample migration: a dry run, then the real run against the embedded sandbox, then the
+# ledger's status. The sample workbook has rows that are wrong on purpose, so `validate` and
+# `run` exit 1 (some rows rejected); any other exit code stops the demo.
+DEMO_SPEC := mappings/createcase.yaml
+DEMO_RUNS := runs/legacy-complaints
 demo: $(STAMP)
-	$(BIN)/python -m loader.demo
+	@echo '$$ loader validate $(DEMO_SPEC)'
+	@$(BIN)/loader validate $(DEMO_SPEC) || [ $$? -eq 1 ]
+	@echo
+	@echo '$$ loader run $(DEMO_SPEC)'
+	@$(BIN)/loader run $(DEMO_SPEC) || [ $$? -eq 1 ]
+	@echo
+	@echo '$$ loader status $(DEMO_RUNS)/ledger.sqlite'
+	@$(BIN)/loader status $(DEMO_RUNS)/ledger.sqlite
+	@echo
+	@echo 'Open $(DEMO_RUNS)/report.html for the dry-run report; $(DEMO_RUNS)/results.csv maps each LegacyRef to its new case id.'
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
