@@ -160,6 +160,8 @@ def render_padded(pattern: str, value: int) -> str:
     """Fill an integer pattern from the right, as Excel does: '0' shows a zero where no
     digit is left, '#' nothing, '?' a space; digits beyond the pattern go in front."""
     digits = str(value)
+    if value >= 0 and pattern.count("0") == len(pattern):  # "00000000000", the common case
+        return digits.zfill(len(pattern))
     k = len(digits)
     out: list[str] = []
     for ch in reversed(pattern):
@@ -393,14 +395,18 @@ def open_workbook(path: str) -> Workbook:
 
 # ---------------------------------------------------------------- streaming a sheet
 
-# One token per row start, row end, or cell. Cells whose first attribute is r (what Excel,
-# LibreOffice and openpyxl write) take the first cell branch: the column letters are a group
-# and the remaining attributes (` s="3" t="s"`) repeat, so they are parsed once and cached.
-# Other cells take the generic branch. Lookaheads to pick attributes in any order would
-# cost five times as much.
-_TOKEN = (
-    rb"<{p}row\b([^>]*)>|</{p}row>|"
-    rb'<{p}c r="([A-Z]+)\d+"([^>]*?)(?:/>|>(.*?)</{p}c>)|'
+# One match per row (self-closing rows have no body). The row number is taken from the
+# common first attribute r="N" without a second search.
+_ROW = rb'<{p}row\b(?: r="(\d+)")?([^>]*?)(?:/>|>(.*?)</{p}row>)'
+# All cells of a row body in one C-level findall. Cells whose first attribute is r (what
+# Excel, LibreOffice and openpyxl write) take the first branch: the column letters are a
+# group, the remaining attributes (` s="3" t="s"`) repeat, so what they mean is decided
+# once per distinct string (see `Converter._plan`); the two common bodies, a plain inline
+# string and a plain <v>, are captured directly. Other cells take the generic branch.
+_CELL = (
+    rb'<{p}c r="([A-Z]+)\d+"([^>]*?)'
+    rb'(?:/>|><{p}is><{p}t(?: xml:space="preserve")?>([^<]*)</{p}t></{p}is></{p}c>'
+    rb"|><{p}v>([^<]*)</{p}v></{p}c>|>(.*?)</{p}c>)|"
     rb"<{p}c\b([^>]*?)(?:/>|>(.*?)</{p}c>)"
 )
 _ATTRS = re.compile(rb'(\w+)="([^"]*)"')
@@ -411,7 +417,9 @@ _TEXT = re.compile(rb"<(?:\w+:)?t\b[^>]*>(.*?)</(?:\w+:)?t>|<(?:\w+:)?t\b[^>]*/>
 _PHONETIC = re.compile(rb"<(?:\w+:)?rPh\b.*?</(?:\w+:)?rPh>", re.S)
 _VALUE = re.compile(rb"<(?:\w+:)?v>(.*?)</(?:\w+:)?v>", re.S)
 
-RawCell = tuple[int, bytes | None, bytes | None, bytes | None]  # column, s, t, body
+# One cell as the tokeniser leaves it: (column letters, other attributes, plain inline
+# text, plain <v> text, other body; generic attributes, generic body). Absent parts are b"".
+RawCell = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
 
 
 @dataclass(slots=True)
@@ -434,20 +442,16 @@ def stream_rows(
     wb: Workbook, sheet: SheetInfo, header_row: int, data_from: int
 ) -> Iterator[RawRow]:
     """Yield the raw cells of the header row and of each row from `data_from` on that has
-    any cell, in order. Other rows are tokenised but not collected (no conversion work)."""
+    any cell, in order. Other rows are matched but their cells are not tokenised."""
     try:
         stream = wb.zip.open(sheet.part)
     except KeyError as exc:
         raise SourceError(f"sheet {sheet.name!r} has no data part", path=wb.path) from exc
     with stream:
         buffer = b""
-        token: re.Pattern[bytes] | None = None
-        columns: dict[bytes, int] = {}
-        styles: dict[bytes, tuple[bytes | None, bytes | None]] = {}
+        rows: re.Pattern[bytes] | None = None
+        cells: re.Pattern[bytes] | None = None
         number = 0
-        cells: list[RawCell] = []
-        col = 0
-        keep = False
         while True:
             try:
                 chunk = stream.read(CHUNK)
@@ -455,61 +459,38 @@ def stream_rows(
                 raise SourceError(f"sheet {sheet.name!r} is damaged: {exc}", path=wb.path) from exc
             buffer += chunk
             start = 0
-            if token is None:
+            if rows is None or cells is None:
                 found = _SHEETDATA.search(buffer)
                 if found is None:
                     if chunk:
                         continue
                     return
-                prefix = found.group(1) or b""
-                token = re.compile(_TOKEN.replace(b"{p}", re.escape(prefix)), re.S)
+                prefix = re.escape(found.group(1) or b"")
+                rows = re.compile(_ROW.replace(b"{p}", prefix), re.S)
+                cells = re.compile(_CELL.replace(b"{p}", prefix), re.S)
                 start = found.start()
-            # Tokenise only up to the last '>': a cell cut by the chunk boundary cannot match
-            # (its closing tag is missing), so it is kept in the buffer for the next round.
+            # Match only up to the last '>': a row cut by the chunk boundary cannot match
+            # (its closing tag is missing), so it stays in the buffer for the next round.
             cut = len(buffer) if not chunk else buffer.rfind(b">") + 1
-            last = start
+            findall = cells.findall
             m = None
-            for m in token.finditer(buffer, start, cut):
-                row_attrs, letters, rest, body, attrs, generic_body = m.groups()
-                if letters is not None:
-                    if keep:
-                        col = columns.get(letters) or _column_index(letters, columns)
-                        known = styles.get(rest)
-                        if known is None:
-                            known = styles[rest] = _style_and_type(rest)
-                        cells.append((col, known[0], known[1], body))
-                elif row_attrs is not None:
-                    found_number = _ROW_NUMBER.search(row_attrs)
+            for m in rows.finditer(buffer, start, cut):
+                digits, attrs, body = m.groups()
+                if digits is not None:
+                    number = int(digits)
+                else:
+                    found_number = _ROW_NUMBER.search(attrs)
                     number = int(found_number.group(1)) if found_number else number + 1
-                    col = 0
-                    cells = []
-                    # <row r="9"/> has no cells: nothing to keep
-                    keep = (number == header_row or number >= data_from) and not row_attrs.endswith(
-                        b"/"
-                    )
-                elif attrs is not None:
-                    if keep:
-                        cell_attrs = dict(_ATTRS.findall(attrs))
-                        ref = cell_attrs.get(b"r")
-                        letters = ref.rstrip(b"0123456789") if ref else None
-                        col = _column_index(letters, columns) if letters else col + 1
-                        cells.append(
-                            (col, cell_attrs.get(b"s"), cell_attrs.get(b"t"), generic_body)
-                        )
-                else:  # </row>
-                    if keep and cells:
-                        yield RawRow(number, cells)
-                    keep = False
-            if m is not None:
-                last = m.end()
+                if body and (number >= data_from or number == header_row):
+                    raw = findall(body)
+                    if raw:
+                        yield RawRow(number, raw)
             if not chunk:
                 return
-            buffer = buffer[last:]
-
-
-def _style_and_type(attrs: bytes) -> tuple[bytes | None, bytes | None]:
-    found = dict(_ATTRS.findall(attrs))
-    return found.get(b"s"), found.get(b"t")
+            if m is not None:
+                buffer = buffer[m.end() :]
+            elif start:
+                buffer = buffer[start:]
 
 
 def dimension_last_row(wb: Workbook, sheet: SheetInfo) -> int | None:
@@ -555,6 +536,13 @@ _GENERAL = NumberFormat("General", Kind.NUMBER)
 XlsxValue = str | int | float | Decimal | bool | datetime | date | time | None
 
 
+# How a cell is converted, decided once per distinct attribute string (style and type).
+_NUMBER, _FORMATTED, _SHARED, _INLINE, _STR, _BOOL, _ERROR, _ISO, _SKIP = range(9)
+_TYPES = {None: _NUMBER, b"n": _NUMBER, b"s": _SHARED, b"inlineStr": _INLINE, b"str": _STR,
+          b"b": _BOOL, b"e": _ERROR, b"d": _ISO}  # fmt: skip
+Plan = tuple[int, NumberFormat]
+
+
 class Converter:
     """Turns raw cells into typed values by their style's number format (decided once)."""
 
@@ -563,6 +551,8 @@ class Converter:
         self.date1904 = wb.date1904
         self._formats = wb.formats
         self._by_style: dict[bytes | None, NumberFormat] = {None: _GENERAL}
+        self._columns: dict[bytes, int] = {}
+        self._plans: dict[bytes, Plan] = {}
 
     def _format(self, style: bytes | None) -> NumberFormat:
         fmt = self._by_style.get(style)
@@ -571,6 +561,18 @@ class Converter:
             fmt = self._formats[index] if 0 <= index < len(self._formats) else _GENERAL
             self._by_style[style] = fmt
         return fmt
+
+    def _plan_of(self, style: bytes | None, kind: bytes | None) -> Plan:
+        fmt = self._format(style)
+        code = _TYPES.get(kind, _SKIP)
+        if code == _NUMBER and fmt.kind is not Kind.NUMBER:
+            code = _FORMATTED
+        return code, fmt
+
+    def _plan(self, attrs: bytes) -> Plan:
+        found = dict(_ATTRS.findall(attrs))
+        plan = self._plans[attrs] = self._plan_of(found.get(b"s"), found.get(b"t"))
+        return plan
 
     def number(self, raw: bytes, fmt: NumberFormat) -> XlsxValue:
         kind = fmt.kind
@@ -606,54 +608,64 @@ class Converter:
         as (column number, error text)."""
         values: list[XlsxValue] = []
         errors: list[tuple[int, str]] = []
-        by_style = self._by_style
+        columns, plans = self._columns, self._plans
+        col = 0
         raw: bytes | None
-        for col, style, kind, body in cells:
-            if not body:
-                continue
-            value: XlsxValue
-            if kind is None or kind == b"n":
-                if body[:3] == b"<v>" and body[-4:] == b"</v>":  # inlined cell_value_bytes
-                    raw = body[3:-4]
+        value: XlsxValue
+        for letters, attrs, text, v, body, generic, generic_body in cells:
+            if letters:
+                col = columns.get(letters) or _column_index(letters, columns)
+                code, fmt = plans.get(attrs) or self._plan(attrs)
+            else:  # the generic branch: attributes in any order, r maybe absent
+                found = dict(_ATTRS.findall(generic))
+                ref = found.get(b"r")
+                letters = ref.rstrip(b"0123456789") if ref else b""
+                col = _column_index(letters, columns) if letters else col + 1
+                code, fmt = self._plan_of(found.get(b"s"), found.get(b"t"))
+                body = generic_body
+            if code == _INLINE:
+                if text:
+                    value = text.decode("utf-8", "replace")
+                    if "&" in value or "_x" in value:
+                        value = _unescape_ooxml(html.unescape(value))
+                elif body:
+                    value = cell_text(body)
                 else:
-                    raw = cell_value_bytes(body)
+                    continue
+            elif code == _NUMBER:
+                raw = v or (cell_value_bytes(body) if body else None)
                 if not raw:
                     continue
-                fmt = by_style.get(style) or self._format(style)
-                if fmt.kind is Kind.NUMBER and raw.isdigit():
-                    value = int(raw)
-                else:
-                    value = self.number(raw, fmt)
-            elif kind == b"s":
-                raw = cell_value_bytes(body)
+                value = int(raw) if raw.isdigit() else self.number(raw, fmt)
+            elif code == _FORMATTED:
+                raw = v or (cell_value_bytes(body) if body else None)
+                if not raw:
+                    continue
+                value = self.number(raw, fmt)
+            elif code == _SHARED:
+                raw = v or (cell_value_bytes(body) if body else None)
                 if raw is None or not raw.isdigit() or int(raw) >= len(self.strings):
                     continue
                 value = self.strings[int(raw)]
-            elif kind == b"inlineStr":
-                if body[:7] == b"<is><t>" and body[-9:] == b"</t></is>" and body.count(b"<") == 4:
-                    value = body[7:-9].decode("utf-8", "replace")
-                    if "&" in value or "_x" in value:
-                        value = _unescape_ooxml(html.unescape(value))
-                else:
-                    value = cell_text(body)
-            elif kind == b"str":
-                raw = cell_value_bytes(body)
+            elif code == _SKIP or not (v or body):
+                continue
+            elif code == _STR:
+                raw = v or cell_value_bytes(body)
                 value = unescape(raw) if raw is not None else None
-            elif kind == b"b":
-                value = cell_value_bytes(body) in (b"1", b"true", b"TRUE")
-            elif kind == b"e":
-                raw = cell_value_bytes(body)
+            elif code == _BOOL:
+                value = (v or cell_value_bytes(body)) in (b"1", b"true", b"TRUE")
+            elif code == _ERROR:
+                raw = v or cell_value_bytes(body)
                 errors.append((col, unescape(raw) if raw else "#VALUE!"))
                 continue
-            elif kind == b"d":
-                value = self._iso_date(cell_value_bytes(body), self._format(style))
-            else:
-                continue
+            else:  # _ISO
+                value = self._iso_date(v or cell_value_bytes(body), fmt)
             if value == "" or value is None:
                 continue
             short = col - len(values)
             if short > 0:
-                values.extend([None] * (short - 1))
+                if short > 1:
+                    values.extend([None] * (short - 1))
                 values.append(value)
             else:  # a repeated column reference: the later cell wins, as in Excel
                 values[col - 1] = value

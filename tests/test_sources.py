@@ -382,7 +382,8 @@ def test_classify_number_formats(code: str, kind: Kind) -> None:
 @pytest.mark.parametrize(
     ("pattern", "value", "text"),
     [("00000000000", 7700900123, "07700900123"), ("000-000", 1234, "001-234"),
-     ("00000", 1234567, "1234567"), ("00-00-00", 112233, "11-22-33")],
+     ("00000", 1234567, "1234567"), ("00-00-00", 112233, "11-22-33"), ("000", 0, "000"),
+     ("00000000000", 5, "00000000005"), ("0", 42, "42")],
 )  # fmt: skip
 def test_render_padded(pattern: str, value: int, text: str) -> None:
     assert render_padded(pattern, value) == text
