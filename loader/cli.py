@@ -77,8 +77,8 @@ def validate(
     result = dry_run(loaded, out_dir=out_dir, max_errors=max_errors, emit=emit, progress=True)
     s = result.summary
     click.echo(
-        f"{s.rows} rows: {s.valid} valid, {s.invalid} invalid "
-        f"({s.issues} errors, {s.warnings} warnings)"
+        f"{_count(s.rows, 'row')}: {s.valid} valid, {s.invalid} invalid "
+        f"({_count(s.issues, 'error')}, {_count(s.warnings, 'warning')})"
     )
     if s.stopped_early:
         click.echo(f"Stopped early: --max-errors {max_errors} reached.")
@@ -291,6 +291,10 @@ def sandbox(
     with contextlib.suppress(KeyboardInterrupt):
         server.serve()
     click.echo("Sandbox stopped.")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -189,7 +189,7 @@ def test_xlsx_rejects_keep_sheet_and_header_row(
         ],
         capsys,
     )
-    assert code == 1 and "1 rows: 0 valid, 1 invalid" in out
+    assert code == 1 and "1 row: 0 valid, 1 invalid" in out
 
 
 def test_schema_command_prints_the_spec_schema(capsys: pytest.CaptureFixture[str]) -> None:
