@@ -32,6 +32,7 @@ from loader.transforms import (
     from_excel_serial,
     has_time,
     is_numeric_text,
+    strftime_formatter,
     strptime_parser,
     to_text,
 )
@@ -225,7 +226,7 @@ class Mapper:
             return self._guarded(field, lambda row, values, issues: constant)
         label: str | None = None
         number: int | None = None
-        get: Callable[[Values], CellValue] | None = None
+        get: Callable[[Values], str] | None = None
         idx = 0
         if field.column is not None:
             idx = self._index[field.column]
@@ -262,8 +263,11 @@ class Mapper:
         convert, fail_code, fail = self._converter(field)
         when = self._condition(field.when) if field.when is not None else None
 
-        if get is None and vmap is None and convert is None:
-            return self._guarded(field, _text_field(idx, tx, empty))
+        if vmap is None and convert is None:
+            if get is None:
+                return self._guarded(field, _text_field(idx, tx, empty))
+            if when is None:
+                return _template_field(get, tx, empty)
 
         def run(row: Row, values: Values, issues: list[Issue]) -> Any:
             if when is not None and not when(values):
@@ -408,6 +412,23 @@ def _text_field(
     return transformed
 
 
+def _template_field(
+    get: Callable[[Values], str],
+    tx: Callable[[str], str] | None,
+    empty: Callable[[Row, CellValue, list[Issue]], Any],
+) -> FieldFn:
+    """A template with no map, type or condition: its text, maybe transformed."""
+
+    def templated(row: Row, values: Values, issues: list[Issue]) -> Any:
+        cell = get(values)
+        value = cell if tx is None else tx(cell)
+        if value and not value.isspace():
+            return value
+        return empty(row, cell, issues)
+
+    return templated
+
+
 def _number(decimals: int | None) -> Callable[[Any], Any]:
     def number(value: Any) -> Any:
         cls = value.__class__
@@ -456,16 +477,17 @@ def _date_converter(field: Field) -> Callable[[Any], Any]:
     parsers = [(strptime_parser(fmt), has_time(fmt)) for fmt in field.date]
     zone = ZoneInfo(field.timezone) if field.timezone else None
     to_zone = ZoneInfo(field.to_timezone) if field.to_timezone else None
-    out_format = field.format
+    write = strftime_formatter(field.format) if field.format else None
     parse_text = bool(parsers)
+    zoned = zone is not None or to_zone is not None
 
     def finish(moment: date) -> str:
-        if isinstance(moment, datetime):
+        if zoned and isinstance(moment, datetime):
             if zone is not None and moment.tzinfo is None:
                 moment = moment.replace(tzinfo=zone)
             if to_zone is not None and moment.tzinfo is not None:
                 moment = moment.astimezone(to_zone)
-        return moment.strftime(out_format) if out_format else moment.isoformat()
+        return write(moment) if write is not None else moment.isoformat()
 
     def from_text(text: str) -> Any:
         for parse, timed in parsers:

@@ -22,7 +22,6 @@ TextFn = Callable[[str], str]
 
 
 _NON_DIGITS = re.compile(r"\D+")
-_SPACES = re.compile(r"\s+")
 
 
 def _digits(text: str) -> str:
@@ -30,7 +29,9 @@ def _digits(text: str) -> str:
 
 
 def _collapse_spaces(text: str) -> str:
-    return _SPACES.sub(" ", text).strip()
+    # str.split() and the regex \s agree on what whitespace is (Py_UNICODE_ISSPACE), so
+    # this is `re.sub(r"\s+", " ", text).strip()`, at a third of the cost.
+    return " ".join(text.split())
 
 
 SIMPLE: dict[str, TextFn] = {
@@ -229,6 +230,38 @@ def strptime_parser(fmt: str) -> Callable[[str], datetime]:
     if fast is not None:
         return fast
     return lambda text: datetime.strptime(text, fmt)
+
+
+# strftime directives the fast formatter writes itself, as str.format fields of the moment.
+_FIELDS = {"Y": "{0.year}", "m": "{0.month:02d}", "d": "{0.day:02d}", "H": "{0.hour:02d}",
+           "M": "{0.minute:02d}", "S": "{0.second:02d}", "%": "%"}  # fmt: skip
+_CLOCK = frozenset("HMS")
+
+
+def strftime_formatter(fmt: str) -> Callable[[date], str]:
+    """The fastest function equal to `moment.strftime(fmt)` for dates and datetimes.
+
+    Formats made of %Y %m %d %H %M %S %% and literal text are written with one str.format
+    call (strftime costs several times as much). Years before 1000, whose %Y the C library
+    writes its own way, and dates formatted with clock directives go to strftime."""
+    parts = re.findall(r"%.|[^%]+|%$", fmt)
+    directives = {part[1] for part in parts if len(part) == 2 and part[0] == "%"}
+    if not directives <= _FIELDS.keys() or "%" in [p for p in parts if len(p) == 1]:
+        return lambda moment: moment.strftime(fmt)
+    template = "".join(
+        _FIELDS[part[1]]
+        if len(part) == 2 and part[0] == "%"
+        else part.replace("{", "{{").replace("}", "}}")
+        for part in parts
+    )
+    clock = bool(directives & _CLOCK)
+
+    def format_moment(moment: date) -> str:
+        if moment.year < 1000 or (clock and moment.__class__ is not datetime):
+            return moment.strftime(fmt)
+        return template.format(moment)
+
+    return format_moment
 
 
 def is_numeric_text(text: str) -> bool:

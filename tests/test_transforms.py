@@ -13,6 +13,7 @@ from loader.transforms import (
     from_excel_serial,
     has_time,
     make,
+    strftime_formatter,
     strptime_parser,
     to_text,
 )
@@ -154,3 +155,17 @@ def test_date_parser_refuses_what_strptime_refuses(fmt: str, text: str) -> None:
 )
 def test_has_time(fmt: str, expected: bool) -> None:
     assert has_time(fmt) is expected
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%d/%m/%Y %H:%M", "{%Y} %% {}", "%", "%Y%", "x%qy",
+     "%A %d %B %Y", "%H:%M", ""],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(2021, 3, 4, 5, 6, 7), date(2020, 1, 2), datetime(999, 1, 1, 23, 59),
+     date(5, 6, 7), datetime(2024, 2, 29, 0, 0, 1, 999_999)],
+)  # fmt: skip
+def test_strftime_formatter_agrees_with_strftime(fmt: str, moment: date) -> None:
+    assert strftime_formatter(fmt)(moment) == moment.strftime(fmt)
