@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, KeysView, Mapping
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
@@ -269,16 +269,17 @@ def _ecma_keys(node: Any) -> Any:
 #
 # fastjsonschema checks patternProperties by searching every pattern in every payload key
 # (createcase: 4 Document patterns x 15 keys = 60 regex searches per payload) and then scans
-# a list of the named properties for each remaining key. For payloads that all have the
-# same keys, which pattern and which rule applies to each key is decided once: the
-# specialised schema names every key of the set under `properties`, with the subschemas
-# that apply to it (its own property schema, the patternProperties it matches, else
-# additionalProperties), and drops patternProperties and additionalProperties. For a
-# payload with exactly those keys it accepts exactly what the general schema accepts.
+# a list of the named properties for each remaining key. The payloads of one spec use a
+# small set of keys (its field names), so which rule applies to each key is decided once:
+# the specialised schema names every key seen so far under `properties`, with the
+# subschemas that apply to it (its own property schema, the patternProperties it matches,
+# else additionalProperties), and drops patternProperties and additionalProperties. For a
+# payload whose keys are all among those it accepts exactly what the general schema
+# accepts (an absent property is not checked); a payload with a new key widens the set
+# (one compile, a few milliseconds, per new key).
 
-SPECIALISE_AFTER = 8  # sightings of a key set before its engine is compiled
-_MAX_KEY_SETS = 32  # specialised engines per validator; later key sets use the general one
-_MAX_SIGHTINGS = 4096  # key sets counted; bounds memory on a file where every row differs
+SPECIALISE_AFTER = 8  # payloads seen before the first specialised engine is compiled
+_MAX_KEYS = 512  # keys a specialised engine may name; payloads with others use the general one
 # Keys spelled into the generated code: a conservative alphabet (field names are dotted
 # words), so that no key can change the meaning of the code it is written into.
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_.\- ]{1,200}")
@@ -376,10 +377,12 @@ class PayloadValidator:
         self.schema = combined
         self._describer = _Describer(combined, format_checker=_CHECKER)
         self._fast: Callable[[Any], Any] | None = None
-        # Fast engines specialised to one payload key set (see `_by_keys`), and how often
-        # each key set not yet specialised has been seen.
-        self._keyed: dict[frozenset[str], Callable[[Any], Any]] = {}
-        self._sightings: dict[frozenset[str], int] = {}
+        # The fast engine specialised to the keys in `_known` (see `_widen`); the general
+        # one until then. `_seen` collects the keys of the payloads seen before the first.
+        self._known: frozenset[str] = frozenset()
+        self._keyed: Callable[[Any], Any] | None = None
+        self._seen: set[str] = set()
+        self._payloads = 0
         self._specialisable = False
         self._fast_schema: dict[str, Any] = {}
         if _fast_path_safe(combined):
@@ -409,8 +412,8 @@ class PayloadValidator:
         data = _as_dict(payload)
         check = self._fast
         if self._specialisable and data.__class__ is dict:
-            keys = frozenset(data)
-            check = self._keyed.get(keys) or self._by_keys(keys)
+            keys, keyed = data.keys(), self._keyed
+            check = keyed if keyed is not None and keys <= self._known else self._widen(keys)
         try:
             check(data)
         except fastjsonschema.JsonSchemaValueException:
@@ -429,25 +432,22 @@ class PayloadValidator:
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             raise LoaderError(f"payload schema cannot be compiled: {exc}") from exc
 
-    def _by_keys(self, keys: frozenset[str]) -> Callable[[Any], Any]:
-        """The fast engine for payloads with exactly these keys, once the key set has been
-        seen often enough to pay for a compile (a few milliseconds); the general one until
-        then. The payloads of one spec come in a handful of key sets (optional fields are
-        left out when empty), so this is a small, bounded cache."""
+    def _widen(self, keys: KeysView[str]) -> Callable[[Any], Any]:
+        """The fast engine for a payload with keys the specialised engine does not name:
+        a specialised engine naming them too, or the general one while too few payloads
+        have been seen to pay for a compile, or for keys unfit to be written into code."""
         assert self._fast is not None  # only called on the fast path
-        seen = self._sightings.get(keys, 0) + 1
-        if (
-            seen < SPECIALISE_AFTER
-            or len(self._keyed) >= _MAX_KEY_SETS
-            or not all(_SAFE_KEY.fullmatch(key) for key in keys)
-        ):
-            if len(self._sightings) < _MAX_SIGHTINGS:
-                self._sightings[keys] = seen
+        new = keys - self._known
+        if len(self._known) + len(new) > _MAX_KEYS or not all(_SAFE_KEY.fullmatch(k) for k in new):
             return self._fast
-        self._sightings.pop(keys, None)
-        check = self._compile(_for_keys(self._fast_schema, keys))
-        self._keyed[keys] = check
-        return check
+        self._seen |= new
+        self._payloads += 1
+        if self._keyed is None and self._payloads < SPECIALISE_AFTER:
+            return self._fast
+        self._known = frozenset(self._known | self._seen)
+        self._seen = set()
+        self._keyed = self._compile(_for_keys(self._fast_schema, self._known))
+        return self._keyed
 
     def full_errors(self, payload: Mapping[str, Any]) -> list[SchemaError]:
         """Every error jsonschema finds, with no fast path: [] means valid."""

@@ -135,6 +135,35 @@ def test_resume_at_offset(tmp_path: Path) -> None:
     assert [r.values for r in by_count] == [r.values for r in rows[500:]]
 
 
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_offsets_and_issues_around_quoted_newlines_and_bad_bytes(
+    tmp_path: Path, ending: bytes
+) -> None:
+    """Every row's offset is where its record starts, and resuming there reads the rest."""
+    lines = [b"id,name,note", b'1,Zo\xc3\xab,"two', b'lines"', b"2,caf\xe9,x", b"", b"3,,",
+             b'4,"a,b",\xe2\x82\xac', b"5,last,no newline"]  # fmt: skip
+    data = ending.join(lines)
+    path = tmp_path / "blocks.csv"
+    path.write_bytes(data)
+
+    def read(start: tuple[int, int | None] | None = None) -> list[tuple[object, ...]]:
+        with open_table(path, encoding="utf-8", start=start) as table:
+            return [(r.number, r.values, r.offset, [i.code for i in r.issues]) for r in table]
+
+    rows = read()
+    assert [r[:2] for r in rows] == [
+        (2, ["1", "Zoë", "two" + ending.decode() + "lines"]), (3, ["2", "caf\ufffd", "x"]),
+        (4, [None, None, None]), (5, ["3", None, None]), (6, ["4", "a,b", "€"]),
+        (7, ["5", "last", "no newline"]),
+    ]  # fmt: skip
+    assert [r[3] for r in rows] == [[], ["encoding-error"], ["blank-row"], [], [], []]
+    for k, (number, values, offset, _) in enumerate(rows):
+        assert isinstance(offset, int) and isinstance(values, list)
+        first = values[0].encode() + b"," if values[0] else ending  # the blank row: a newline
+        assert data[:offset].endswith(ending) and data[offset:].startswith(first)
+        assert read((number, offset)) == rows[k:]  # resuming at each offset
+
+
 def test_resume_offset_outside_the_file(tmp_path: Path) -> None:
     path = tmp_path / "small.csv"
     path.write_text("id\n1\n")

@@ -404,7 +404,6 @@ def specialise_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     import loader.validate as module
 
     monkeypatch.setattr(module, "SPECIALISE_AFTER", 1)
-    monkeypatch.setattr(module, "_MAX_KEY_SETS", 10_000)
 
 
 @pytest.mark.parametrize("name", CORPUS_FILES)
@@ -415,8 +414,8 @@ def test_specialised_engines_agree_with_jsonschema(name: str, specialise_at_once
         full = check.full_errors(payload)
         assert check.fast_valid(payload) is (not full), payload
         assert check.fast_valid(dict(payload)) is (not full), payload  # the cached engine
-    if isinstance(corpus(name)[0]["payload"], dict) and check._specialisable:
-        assert check._keyed  # the corpus did run on specialised engines
+    if check._specialisable:
+        assert check._keyed is not None  # the corpus did run on a specialised engine
 
 
 @pytest.mark.parametrize(
@@ -441,24 +440,28 @@ def test_specialised_engine_verdicts(
         assert (check.full_errors(payload) == []) is valid
 
 
-def test_key_sets_are_specialised_after_a_few_sightings_and_bounded(
+def test_keys_are_specialised_after_a_few_payloads_and_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import loader.validate as module
 
-    monkeypatch.setattr(module, "_MAX_KEY_SETS", 2)
+    monkeypatch.setattr(module, "_MAX_KEYS", 4)
     check = validator("createcase")
     payload = {"Type": "Complaint", "Document1.Name": "a.pdf"}
     for _ in range(module.SPECIALISE_AFTER - 1):
         assert check.fast_valid(payload) is True
-    assert not check._keyed
-    assert check.fast_valid(payload) is True
-    assert list(check._keyed) == [frozenset(payload)]
-    for n in range(2, 5):
-        other = {"Type": "Complaint", f"Document{n}.Name": "a.pdf"}
-        for _ in range(module.SPECIALISE_AFTER):
-            assert check.fast_valid(other) is True
-    assert len(check._keyed) == 2
+    assert check._keyed is None
+    assert check.fast_valid({"Type": "Complaint", "Label": "x"}) is True
+    assert check._keyed is not None
+    assert check._known == {"Type", "Document1.Name", "Label"}
+    assert check.fast_valid({"Type": "Complaint", "Document2.Name": " "}) is False  # widened
+    assert check._known == {"Type", "Document1.Name", "Label", "Document2.Name"}
+    engine = check._keyed
+    assert check.fast_valid({"Type": "Complaint", "Document3.Name": "b"}) is True  # too many
+    assert check.fast_valid({"Type": "C", "Document3.Name": "\t"}) is False
+    assert check._known == {"Type", "Document1.Name", "Label", "Document2.Name"}
+    assert check._keyed is engine
+    assert check.fast_valid({"Type": "C", "Document1.Name": ""}) is False  # the known keys
 
 
 def test_overlay_is_specialised_too(specialise_at_once: None) -> None:
