@@ -163,6 +163,40 @@ def test_request_is_a_json_post_of_flat_dotted_keys() -> None:
     assert "tok-123" not in repr(request)
 
 
+@pytest.mark.parametrize(
+    ("payload", "flat"),
+    [
+        (
+            {"Type": "Complaint", "ExternalId": "L-1", "Customer.Surname": "Smïth €"},
+            {"Type": "Complaint", "ExternalId": "L-1", "Customer.Surname": "Smïth €"},
+        ),
+        (
+            {"Type": "Complaint", "Customer": {"Surname": "Ng"}, "Note": None, "Count": 3},
+            {"Type": "Complaint", "Customer.Surname": "Ng", "Count": 3},
+        ),
+    ],
+)
+def test_request_sends_the_bytes_httpx2_json_would(
+    payload: dict[str, Any], flat: dict[str, Any]
+) -> None:
+    request = UAT.request(CREATE, payload, "tok-1")
+    reference = httpx2.Request("POST", UAT.url("createcase"), json={**flat, "Format": "json"})
+    assert request.content == reference.content
+    assert request.headers["Content-Length"] == str(len(reference.content))
+
+
+def test_request_reuses_the_parsed_url_and_follows_a_new_token() -> None:
+    target = ICasework("http://127.0.0.1:8000/?db=demo")
+    first = target.request(CREATE, {"Type": "Complaint"}, "tok-1")
+    second = target.request(CREATE, {"Type": "Complaint"}, "tok-2")
+    assert first.url == second.url == httpx2.URL("http://127.0.0.1:8000/createcase?db=demo")
+    assert first.headers["Authorization"] == "Bearer tok-1"
+    assert second.headers["Authorization"] == "Bearer tok-2"
+    second.headers["X-Extra"] = "1"  # a request's headers are its own copy
+    assert "X-Extra" not in target.request(CREATE, {"Type": "Complaint"}, "tok-2").headers
+    assert "tok-2" not in repr(target)
+
+
 def test_request_refuses_a_chunked_operation() -> None:
     with pytest.raises(ValueError, match="uploaddata sends rows in chunks: use upload_request"):
         UAT.request(OPERATIONS["uploaddata"], {}, "t")
