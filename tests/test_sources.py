@@ -388,6 +388,36 @@ def test_typed_cells(workbook: Path) -> None:
     assert open_table(workbook, sheet="Secret").header == ["k"]
 
 
+def test_cell_forms_the_tokeniser_meets(workbook: Path, tmp_path: Path) -> None:
+    """Cells as other writers spell them: self-closing, attributes in another order or
+    with a '/', no r, preserved spaces, rich text, and booleans and strings with formulas."""
+    with zipfile.ZipFile(workbook) as zf:
+        parts = {name: zf.read(name) for name in zf.namelist()}
+    sheet = "xl/worksheets/sheet2.xml"
+    head, rest = parts[sheet].split(b"<sheetData>")
+    tail = rest.split(b"</sheetData>")[1]
+    cells = (
+        b'<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c>'
+        b'<c r="B1" t="inlineStr"><is><t>b</t></is></c><c r="C1" t="inlineStr"><is><t>c</t>'
+        b'</is></c><c r="D1" t="inlineStr"><is><t>d</t></is></c></row>'
+        b'<row r="2"><c r="A2" s="0"/><c t="inlineStr" r="B2"><is><t>x &amp; y</t></is></c>'
+        b'<c r="C2" t="inlineStr" x="a/b"><is><t xml:space="preserve"> sp </t></is></c>'
+        b'<c t="b"><v>1</v></c></row>'
+        b'<row r="3" spans="1:4"><c r="A3" t="inlineStr"><is><r><t>ri</t></r><r><t>ch</t></r>'
+        b'</is></c><c r="B3" t="str"><f>"q"</f><v>q</v></c><c r="D3"><v>2.50</v></c></row>'
+        b'<row r="4"/>'
+    )
+    parts[sheet] = head + b"<sheetData>" + cells + b"</sheetData>" + tail
+    path = tmp_path / "forms.xlsx"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+    with open_table(path) as table:
+        rows = [(r.number, r.values) for r in table]
+    assert table.header == ["a", "b", "c", "d"]
+    assert rows == [(2, [None, "x & y", " sp ", True]), (3, ["rich", "q", None, 2.5])]
+
+
 def test_xlsx_start_skips_rows(workbook: Path) -> None:
     assert [r.number for r in open_table(workbook, start=(4, None))] == [4, 5]
 
