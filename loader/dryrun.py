@@ -73,10 +73,13 @@ def dry_run(
         emitter = stack.enter_context(emit.open("w", encoding="utf-8")) if emit else None
         bar = _progress_bar(prepared, progress)
         stack.callback(bar.close)
+        tick = None if bar.disable else bar.update  # a disabled bar costs nothing per row
         for checked in prepared:
-            bar.update()
-            issues.extend(checked.issues)
-            if checked.blank:
+            if tick is not None:
+                tick()
+            if checked.issues:
+                issues.extend(checked.issues)
+            if checked.row.blank:
                 continue
             rows += 1
             if checked.valid:
