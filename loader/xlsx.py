@@ -455,6 +455,7 @@ def stream_rows(
         buffer = b""
         rows: re.Pattern[bytes] | None = None
         cells: re.Pattern[bytes] | None = None
+        open_tag, end_tag = b"<row", b"</row>"
         number = 0
         while True:
             try:
@@ -469,32 +470,57 @@ def stream_rows(
                     if chunk:
                         continue
                     return
-                prefix = re.escape(found.group(1) or b"")
+                raw_prefix = found.group(1) or b""
+                prefix = re.escape(raw_prefix)
                 rows = re.compile(_ROW.replace(b"{p}", prefix), re.S)
                 cells = re.compile(_CELL.replace(b"{p}", prefix), re.S)
+                open_tag, end_tag = b"<" + raw_prefix + b"row", b"</" + raw_prefix + b"row>"
                 start = found.start()
-            # Match only up to the last '>': a row cut by the chunk boundary cannot match
-            # (its closing tag is missing), so it stays in the buffer for the next round.
-            cut = len(buffer) if not chunk else buffer.rfind(b">") + 1
+            # Whole rows only, up to the last </row>: a row cut by the chunk boundary stays
+            # in the buffer for the next round. What follows the last </row> of the sheet
+            # holds no cells (self-closing rows, the end of sheetData).
+            cut = buffer.rfind(end_tag)
+            if cut < start:
+                if not chunk:
+                    return
+                buffer = buffer[start:]
+                continue
             findall = cells.findall
-            m = None
-            for m in rows.finditer(buffer, start, cut):
-                digits, attrs, body = m.groups()
-                if digits is not None:
-                    number = int(digits)
-                else:
-                    found_number = _ROW_NUMBER.search(attrs)
-                    number = int(found_number.group(1)) if found_number else number + 1
-                if body and (number >= data_from or number == header_row):
-                    raw = findall(body)
+            # Splitting on </row> (C) leaves one row per piece, its start tag the piece's
+            # last '<row'; a regex over the row bodies would cost several times as much.
+            for piece in buffer[start:cut].split(end_tag):
+                at = piece.rfind(open_tag)
+                if at < 0:
+                    continue
+                close = piece.find(b">", at)
+                attrs = piece[at + len(open_tag) : close]
+                if piece.find(open_tag) != at or attrs[:1] not in (b" ", b"") or close < 0:
+                    # Self-closing rows before this one, or an unusual start tag: the regex.
+                    for m in rows.finditer(piece + end_tag):
+                        number = _row_number(m.group(1), m.group(2), number)
+                        body = m.group(3)
+                        if body and (number >= data_from or number == header_row):
+                            raw = findall(body)
+                            if raw:
+                                yield RawRow(number, raw)
+                    continue
+                digits = attrs[4 : attrs.find(b'"', 4)] if attrs[:4] == b' r="' else b""
+                number = int(digits) if digits.isdigit() else _row_number(None, attrs, number)
+                if number >= data_from or number == header_row:
+                    raw = findall(piece, close + 1)
                     if raw:
                         yield RawRow(number, raw)
             if not chunk:
                 return
-            if m is not None:
-                buffer = buffer[m.end() :]
-            elif start:
-                buffer = buffer[start:]
+            buffer = buffer[cut + len(end_tag) :]
+
+
+def _row_number(digits: bytes | None, attrs: bytes, previous: int) -> int:
+    """A row's number: its r attribute, or the row after the previous one."""
+    if digits is not None:
+        return int(digits)
+    found = _ROW_NUMBER.search(attrs)
+    return int(found.group(1)) if found else previous + 1
 
 
 def dimension_last_row(wb: Workbook, sheet: SheetInfo) -> int | None:

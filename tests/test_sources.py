@@ -416,6 +416,40 @@ def test_cell_forms_the_tokeniser_meets(workbook: Path, tmp_path: Path) -> None:
         rows = [(r.number, r.values) for r in table]
     assert table.header == ["a", "b", "c", "d"]
     assert rows == [(2, [None, "x & y", " sp ", True]), (3, ["rich", "q", None, 2.5])]
+    # Rows without r count on from the row before; self-closing rows hold no cells.
+    numbered = (
+        cells.split(b'<row r="2">')[0]
+        + b'<row r="2"/><row><c t="b"><v>0</v></c></row><row r="5" spans="1:1"/>'
+        + b'<row r="6"/><row spans="1:1"><c r="B7"><v>7</v></c></row><row r="9" x="1">'
+        + b'<c r="A9" t="inlineStr"><is><t>nine</t></is></c></row>'
+    )
+    parts[sheet] = head + b"<sheetData>" + numbered + b"</sheetData>" + tail
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+    with open_table(path) as table:
+        rows = [(r.number, r.values, r.blank) for r in table]
+    assert rows == [
+        (2, [None] * 4, True), (3, [False, None, None, None], False), (4, [None] * 4, True),
+        (5, [None] * 4, True),
+        (6, [None] * 4, True), (7, [None, 7, None, None], False), (8, [None] * 4, True),
+        (9, ["nine", None, None, None], False),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100])
+def test_chunk_boundaries_do_not_change_rows(
+    workbook: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    import loader.xlsx as module
+
+    def read() -> list[tuple[object, ...]]:
+        with open_table(workbook) as table:
+            return [(r.number, r.values, [i.code for i in r.issues]) for r in table]
+
+    expected = read()
+    monkeypatch.setattr(module, "CHUNK", chunk)
+    assert read() == expected
 
 
 def test_xlsx_start_skips_rows(workbook: Path) -> None:
