@@ -26,11 +26,12 @@ from __future__ import annotations
 import html
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
+from functools import partial
 from xml.etree import ElementTree
 
 from loader.errors import SourceError
@@ -570,7 +571,8 @@ XlsxValue = str | int | float | Decimal | bool | datetime | date | time | None
 _NUMBER, _FORMATTED, _SHARED, _INLINE, _STR, _BOOL, _ERROR, _ISO, _SKIP = range(9)
 _TYPES = {None: _NUMBER, b"n": _NUMBER, b"s": _SHARED, b"inlineStr": _INLINE, b"str": _STR,
           b"b": _BOOL, b"e": _ERROR, b"d": _ISO}  # fmt: skip
-Plan = tuple[int, NumberFormat]
+# (what to do, the style's number format, its conversion of a formatted number's <v>)
+Plan = tuple[int, NumberFormat, Callable[[bytes], "XlsxValue"]]
 
 
 class Converter:
@@ -597,7 +599,44 @@ class Converter:
         code = _TYPES.get(kind, _SKIP)
         if code == _NUMBER and fmt.kind is not Kind.NUMBER:
             code = _FORMATTED
-        return code, fmt
+        return code, fmt, self._number_of(fmt)
+
+    def _number_of(self, fmt: NumberFormat) -> Callable[[bytes], XlsxValue]:
+        """`number(raw, fmt)` for one format, with the common cases taken first: a date
+        or time, and a whole number shown zero-padded ('00000000000')."""
+        number = self.number
+        kind = fmt.kind
+        if kind is Kind.PADDED and fmt.pattern.count("0") == len(fmt.pattern):
+            width = len(fmt.pattern)
+
+            def padded(raw: bytes) -> XlsxValue:
+                # Up to 15 digits an integral <v> is the number Excel shows (beyond, the
+                # 15-significant-digit rounding of `number` applies).
+                if raw.isdigit() and len(raw) <= 15:
+                    return str(int(raw)).zfill(width)
+                return number(raw, fmt)
+
+            return padded
+        if kind in (Kind.DATETIME, Kind.DATE, Kind.TIME):
+            date1904 = self.date1904
+
+            def moment(raw: bytes) -> XlsxValue:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    return number(raw, fmt)
+                if value < 0:
+                    return general_number(value)
+                try:
+                    when = serial_to_datetime(value, date1904)
+                except (OverflowError, ValueError):  # beyond 9999-12-31, or infinite
+                    return general_number(value)
+                if kind is Kind.DATETIME:
+                    return when
+                return when.date() if kind is Kind.DATE else when.time()
+
+            return moment
+        return partial(number, fmt=fmt)
 
     def _plan(self, attrs: bytes) -> Plan:
         found = dict(_ATTRS.findall(attrs))
@@ -625,7 +664,7 @@ class Converter:
             return general_number(value)
         try:
             moment = serial_to_datetime(value, self.date1904)
-        except OverflowError:
+        except (OverflowError, ValueError):  # beyond 9999-12-31, or infinite
             return general_number(value)
         if kind is Kind.DATE:
             return moment.date()
@@ -645,13 +684,13 @@ class Converter:
         for letters, attrs, text, v, body, generic, generic_body in cells:
             if letters:
                 col = columns.get(letters) or _column_index(letters, columns)
-                code, fmt = plans.get(attrs) or self._plan(attrs)
+                code, fmt, formatted = plans.get(attrs) or self._plan(attrs)
             else:  # the generic branch: attributes in any order, r maybe absent
                 found = dict(_ATTRS.findall(generic))
                 ref = found.get(b"r")
                 letters = ref.rstrip(b"0123456789") if ref else b""
                 col = _column_index(letters, columns) if letters else col + 1
-                code, fmt = self._plan_of(found.get(b"s"), found.get(b"t"))
+                code, fmt, formatted = self._plan_of(found.get(b"s"), found.get(b"t"))
                 body = generic_body
             if code == _INLINE:
                 if text:
@@ -671,7 +710,7 @@ class Converter:
                 raw = v or (cell_value_bytes(body) if body else None)
                 if not raw:
                     continue
-                value = self.number(raw, fmt)
+                value = formatted(raw)
             elif code == _SHARED:
                 raw = v or (cell_value_bytes(body) if body else None)
                 if raw is None or not raw.isdigit() or int(raw) >= len(self.strings):

@@ -452,6 +452,24 @@ def test_chunk_boundaries_do_not_change_rows(
     assert read() == expected
 
 
+@pytest.mark.parametrize(
+    "code", ["00000000000", "000", "dd/mm/yyyy hh:mm", "dd/mm/yyyy", "hh:mm", "000-000", "0%"]
+)
+def test_per_format_conversions_equal_number(workbook: Path, code: str) -> None:
+    from loader import xlsx
+
+    book = xlsx.open_workbook(str(workbook))
+    try:
+        converter = xlsx.Converter(book)
+        fmt = classify(code)
+        convert = converter._number_of(fmt)
+        for raw in [b"0", b"7", b"007", b"7700900123", b"1234567890123456", b"12.5",
+                    b"-3", b"43330.59097222222", b"1e400", b"2958466", b"abc", b"60"]:  # fmt: skip
+            assert convert(raw) == converter.number(raw, fmt), raw
+    finally:
+        book.close()
+
+
 def test_xlsx_start_skips_rows(workbook: Path) -> None:
     assert [r.number for r in open_table(workbook, start=(4, None))] == [4, 5]
 
