@@ -135,6 +135,11 @@ def validate(
 )
 @click.option("--retry-failed", is_flag=True, help="Send failed rows again.")
 @click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    help="Error budget: stop (exit 3) once this many rows failed in this run.",
+)
+@click.option(
     "--log-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append one JSON line per attempt (no payload values, no tokens).",
@@ -153,6 +158,7 @@ def run(
     out_dir: Path | None,
     in_doubt: str,
     retry_failed: bool,
+    max_failures: int | None,
     log_file: Path | None,
     quiet: bool,
     chunk_size: int,
@@ -160,7 +166,7 @@ def run(
     """Send SPEC's rows to the target, throttled and resumable; run again to resume.
 
     Exit 0 all rows succeeded (or were done), 1 some failed or were rejected, 2 spec error,
-    3 stopped with rows in doubt, 130 interrupted.
+    3 stopped (rows in doubt, --max-failures reached), 130 interrupted.
     """
     from loader.execute import InDoubtPolicy, Settings
     from loader.run import RunOptions
@@ -173,7 +179,12 @@ def run(
     for warning in loaded.warnings:
         click.echo(f"Warning: {warning}", err=True)
     policy = cast(InDoubtPolicy, in_doubt)  # click.Choice checked it
-    settings = Settings(concurrency=concurrency, in_doubt=policy, upload_limit=chunk_size)
+    settings = Settings(
+        concurrency=concurrency,
+        in_doubt=policy,
+        upload_limit=chunk_size,
+        max_failures=max_failures,
+    )
     options = RunOptions(
         target=target,
         ledger=ledger,
@@ -194,7 +205,7 @@ def run(
         failures = result.out_dir / "failures.csv"
         if failures.exists():
             click.echo(f"Not loaded: {failures}")
-    elif result.status in ("stopped", "auth-stopped", "interrupted"):
+    elif result.status in ("stopped", "budget-stopped", "auth-stopped", "interrupted"):
         click.echo(result.lines[-1], err=True)  # why it stopped, even for scripts
     return result.exit_code
 

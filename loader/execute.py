@@ -39,7 +39,7 @@ from loader.throttle import Throttle
 
 T = TypeVar("T")
 InDoubtPolicy = Literal["stop", "lookup", "resend"]
-StopReason = Literal["interrupted", "in-doubt", "auth", "error"]
+StopReason = Literal["interrupted", "in-doubt", "auth", "budget", "error"]
 UPSTREAM_FAILED = "upstream-failed"
 # uploaddata kinds whose rows are upserts: a chunk in doubt is simply sent again.
 UPSERT_KINDS = frozenset({"customers", "accounts"})
@@ -57,6 +57,7 @@ class Settings:
     upload_limit: int = 5000  # rows per uploaddata chunk
     upload_linger: float = 0.5  # flush a partial chunk after this long without filling
     stop_grace: float = 5.0  # first Ctrl-C: time left for requests in flight
+    max_failures: int | None = None  # error budget: stop once this many rows failed this run
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -65,6 +66,8 @@ class Settings:
             raise ValueError(f"in_doubt must be stop, lookup or resend, not {self.in_doubt!r}")
         if self.upload_limit < 1:
             raise ValueError(f"upload_limit must be at least 1, not {self.upload_limit}")
+        if self.max_failures is not None and self.max_failures < 1:
+            raise ValueError(f"max_failures must be at least 1, not {self.max_failures}")
 
 
 @dataclass(slots=True)
@@ -180,6 +183,14 @@ class Engine:
         if self.stop_reason is None:
             self.stop_reason = reason
         self._stopped.set()
+
+    def _count_failed(self, rows: int = 1) -> None:
+        """Count failed rows; past the error budget, send nothing new (a systematic refusal
+        should not be repeated on every remaining row)."""
+        self.tally.failed += rows
+        budget = self.settings.max_failures
+        if budget is not None and self.tally.failed >= budget:
+            self.stop("budget")
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep that a stop cuts short."""
@@ -349,6 +360,8 @@ class Engine:
                 self.tally.succeeded += 1
                 return True, target_id
             if kind is Kind.FAILED:
+                # Counted before the await: a spent error budget stops the next request.
+                self._count_failed()
                 await self._outcomes.add(
                     Recorded.failed(
                         key,
@@ -358,7 +371,6 @@ class Engine:
                         info=outcome.info,
                     )
                 )
-                self.tally.failed += 1
                 return False, None
             if kind is Kind.AUTH:
                 # The request was refused before being applied: not an attempt that counts.
@@ -425,13 +437,13 @@ class Engine:
                 for k, s in pairs
             ]
         )
-        self.tally.failed += len(pairs)
+        self._count_failed(len(pairs))
 
     def _fail(
         self, work: Work, task: Task, status: int | None, code: str | None, info: str | None
     ) -> None:
         self._ledger.mark_failed(work.key, task.step, http_status=status, code=code, info=info)
-        self.tally.failed += 1
+        self._count_failed()
 
     # -- in doubt ------------------------------------------------------------------------
 
@@ -632,7 +644,7 @@ class Engine:
             if o.state == "succeeded":
                 self.tally.succeeded += 1
             else:
-                self.tally.failed += 1
+                self._count_failed()
 
     def _chunk_results(
         self, step: str, items: list[_Item], response: httpx2.Response, outcome: Outcome

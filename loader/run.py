@@ -98,6 +98,10 @@ def run(
     """Send `spec`'s rows to the target; rerunning the same command resumes."""
     ledger_path = options.ledger or default_ledger(spec)
     out_dir = options.out or ledger_path.parent
+    # A source that cannot be read, or a spec naming columns it lacks, stops here: before a
+    # sandbox starts, a ledger is written or a token is asked for.
+    with prepare(spec):
+        pass
     with ExitStack() as stack:
         if options.target is None:
             from loader.sandbox import Sandbox, SandboxConfig
@@ -219,6 +223,8 @@ class _Session:
             return "auth-stopped"
         if reason == "in-doubt" or engine.tally.unresolved:
             return "stopped"
+        if reason == "budget":
+            return "budget-stopped"
         counts = self.ledger.counts()
         bad = counts.states["failed"] + counts.states["rejected"] + self.rejected
         return "some-failed" if bad else "completed"
@@ -369,6 +375,7 @@ class _Session:
         code = {
             "interrupted": EXIT_INTERRUPTED,
             "stopped": EXIT_STOPPED,
+            "budget-stopped": EXIT_STOPPED,
             "auth-stopped": EXIT_FAILED,
             "some-failed": EXIT_FAILED,
         }.get(status, EXIT_OK)
@@ -433,6 +440,12 @@ class _Session:
                 f"Stopped: {len(rows)} in doubt (sent, answer unknown, no look-up): "
                 f"{listed}{more}. Check them on the target; rerun with --in-doubt "
                 "resend only if they were not created."
+            )
+        elif status == "budget-stopped":
+            budget = self.options.settings.max_failures
+            out.append(
+                f"Stopped: {budget} rows failed in this run (--max-failures). Look at "
+                "failures.csv for the cause, fix it, then rerun with --retry-failed."
             )
         elif status == "auth-stopped":
             out.append(

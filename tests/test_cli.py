@@ -150,7 +150,7 @@ def test_bad_input_is_a_clear_message_with_exit_2(
         args += ["--ledger", str(tmp_path / "ledger.sqlite"), "--quiet"]
     code, err = run_cli(args, capsys)
     assert code == 2, err
-    assert "Error: " in err
+    assert err.startswith("Error: ")  # nothing started (no sandbox, no ledger) before it
     assert expected in err
     assert "Traceback" not in err
 

@@ -182,3 +182,27 @@ def test_a_dropped_chunk_of_cases_is_settled_row_by_row(
         log = box.store.requests()
     dropped = [r for r in log if r["endpoint"] == "uploaddata" and r["fault"] == "drop"]
     assert dropped  # some chunks were applied without an answer, yet no case is there twice
+
+
+@pytest.mark.usefixtures("env")
+def test_an_error_budget_stops_a_run_the_target_refuses_row_after_row(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every row has a contact method outside the tenant's value list: the target says no to
+    # each. With --max-failures 5 the run stops early instead of spending all 60 requests.
+    text = (project / "people.csv").read_text(encoding="utf-8").replace(",Phone,", ",Fax,")
+    (project / "people.csv").write_text(text, encoding="utf-8")
+    with sandbox(project) as box:
+        code, out, _ = loader_run(
+            capsys, project, box.url, "--max-failures", "5", "--concurrency", "1"
+        )
+        assert code == 3, out
+        assert "Stopped: 5 rows failed in this run (--max-failures)" in out
+        assert box.store.count_requests("createcase") == 5
+        assert box.store.case_count() == 0
+        # The budget is per run: fixing the cause and rerunning continues where it stopped.
+        text = (project / "people.csv").read_text(encoding="utf-8").replace(",Fax,", ",Phone,")
+        (project / "people.csv").write_text(text, encoding="utf-8")
+        code, out, _ = loader_run(capsys, project, box.url, "--retry-failed")
+        assert code == 0, out
+        assert_exactly_once(project, box)
