@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import os
 import tempfile
 import time
 import tracemalloc
@@ -86,9 +87,9 @@ def openpyxl_ro(path: Path) -> Callable[[], Iterable[object]]:
 
 
 def measure(name: str, reader: Callable[[], Iterable[object]], total: int) -> None:
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     count = sum(1 for _ in reader())
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     peaks = []
     for limit in (total // 2, total):
         tracemalloc.start()
@@ -97,7 +98,8 @@ def measure(name: str, reader: Callable[[], Iterable[object]], total: int) -> No
         peaks.append(tracemalloc.get_traced_memory()[1] / 1e6)
         tracemalloc.stop()
     print(
-        f"{name:28} {count:>8} rows {seconds:7.2f} s {count / seconds:>10,.0f} rows/s   "
+        f"{name:28} {count:>8} rows {seconds:7.2f} s {count / seconds:>10,.0f} rows/s "
+        f"{count / cpu:>10,.0f} rows/CPU-s   "
         f"peak {peaks[0]:6.1f} MB at {total // 2} rows, {peaks[1]:6.1f} MB at {total}"
     )
 
@@ -108,6 +110,7 @@ def main() -> None:
     parser.add_argument("--rows-csv", type=int, default=200_000)
     parser.add_argument("--skip-openpyxl", action="store_true")
     args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f} (the machine is shared: compare CPU rates)")
     with tempfile.TemporaryDirectory() as tmp:
         xlsx_path, csv_path = Path(tmp) / "bench.xlsx", Path(tmp) / "bench.csv"
         make_csv(csv_path, args.rows_csv)
