@@ -78,7 +78,7 @@ def validate(
     s = result.summary
     click.echo(
         f"{_count(s.rows, 'row')}: {s.valid} valid, {s.invalid} invalid "
-        f"({_count(s.issues, 'error')}, {_count(s.warnings, 'warning')})"
+        f"({_count(s.issues - s.warnings, 'error')}, {_count(s.warnings, 'warning')})"
     )
     if s.stopped_early:
         click.echo(f"Stopped early: --max-errors {max_errors} reached.")

@@ -96,7 +96,7 @@ def dry_run(
         rows=rows,
         valid=valid,
         invalid=rows - valid,
-        issues=sum(1 for i in issues if i.severity == "error"),
+        issues=len(issues),
         warnings=sum(1 for i in issues if i.severity == "warning"),
         source=str(spec.source.file),
         sheet=prepared.table.sheet,

@@ -53,7 +53,7 @@ class Issue:
         if self.cell:
             return prefix + self.cell
         if self.row is not None:
-            return f"{prefix}row {self.row}"
+            return f"{self.sheet} row {self.row}" if self.sheet else f"row {self.row}"
         if self.column_number is not None:
             return f"{prefix}column {column_letter(self.column_number)}"
         return self.sheet or ""

@@ -214,3 +214,16 @@ def test_spec_errors_exit_2(
     assert code == 2
     assert message in err
     assert "Traceback" not in err
+
+
+def test_summary_issue_count_is_the_length_of_the_issue_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_case(tmp_path, [*ROWS, ["", "", "", ""]])  # a blank row: a warning
+    code, out, _ = run_cli(["validate", str(spec), "--out", str(tmp_path / "o")], capsys)
+    assert code == 1
+    report = json.loads((tmp_path / "o" / "report.json").read_text(encoding="utf-8"))
+    summary = report["summary"]
+    assert summary["issues"] == len(report["issues"])
+    assert summary["warnings"] == 1
+    assert f"({summary['issues'] - 1} errors, 1 warning)" in out
