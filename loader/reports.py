@@ -473,8 +473,9 @@ def _xlsx_cell(sheet: WriteOnlyWorksheet, value: object) -> object:
         return value  # openpyxl writes numbers as numbers and dates with a date format
     # XML 1.0 cannot carry most control characters; U+FFFD shows where one was.
     text = ILLEGAL_CHARACTERS_RE.sub("\ufffd", str(value))
+    if not text.startswith(FORMULA_STARTS):
+        return text  # plain text: openpyxl stores it as a string (a cell object costs 50 us)
     cell = WriteOnlyCell(sheet, value=text)
     cell.data_type = "s"  # openpyxl would store '=…' as a formula; this keeps it text
-    if text.startswith(FORMULA_STARTS):
-        cell.quotePrefix = True
+    cell.quotePrefix = True
     return cell
