@@ -11,12 +11,15 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from loader import __version__
 from loader.errors import LoaderError
+
+if TYPE_CHECKING:
+    from loader.spec import Spec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,13 +39,30 @@ def schema() -> None:
     click.echo(json.dumps(load_schema("spec.schema.json"), indent=2))
 
 
-@cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+# Shared by validate and run: the spec, and another file in place of its source.
+spec_argument = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+source_option = click.option(
     "--source",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Read this file instead of the spec's source.file.",
 )
+
+
+def _load(spec: Path, source: Path | None) -> Spec:
+    """The spec, with --source in place of its source.file; its warnings on stderr."""
+    from loader.spec import load_spec
+
+    loaded = load_spec(spec)
+    if source is not None:
+        loaded = loaded.with_source(source)
+    for warning in loaded.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return loaded
+
+
+@cli.command()
+@spec_argument
+@source_option
 @click.option(
     "--out",
     "out_dir",
@@ -67,13 +87,8 @@ def validate(
     Sends nothing. Exit 0 if every row is valid, 1 if some are not, 2 for a spec error.
     """
     from loader.dryrun import dry_run
-    from loader.spec import load_spec
 
-    loaded = load_spec(spec)
-    if source is not None:
-        loaded = loaded.with_source(source)
-    for warning in loaded.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+    loaded = _load(spec, source)
     result = dry_run(loaded, out_dir=out_dir, max_errors=max_errors, emit=emit, progress=True)
     s = result.summary
     click.echo(
@@ -92,12 +107,8 @@ def validate(
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--source",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Read this file instead of the spec's source.file.",
-)
+@spec_argument
+@source_option
 @click.option(
     "--target",
     help="Tenant URL (https://uat.icasework.com/?db=ACCOUNT, https://ACCOUNT.icasework.com/, "
@@ -171,13 +182,8 @@ def run(
     from loader.execute import InDoubtPolicy, Settings
     from loader.run import RunOptions
     from loader.run import run as run_spec
-    from loader.spec import load_spec
 
-    loaded = load_spec(spec)
-    if source is not None:
-        loaded = loaded.with_source(source)
-    for warning in loaded.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+    loaded = _load(spec, source)
     policy = cast(InDoubtPolicy, in_doubt)  # click.Choice checked it
     settings = Settings(
         concurrency=concurrency,
