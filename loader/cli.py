@@ -221,7 +221,7 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def status(ledger: Path, as_json: bool) -> None:
     """Counts by state and step, the last run's rate and the most frequent errors."""
-    from loader.run import format_status, status_report
+    from loader.results import format_status, status_report
 
     report = status_report(ledger)
     click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
@@ -238,7 +238,7 @@ def status(ledger: Path, as_json: bool) -> None:
 def results(ledger: Path, out_file: Path | None) -> None:
     """Source key, row, step, state, target id, error code and info of every entry (CSV)."""
     from loader.ledger import Ledger
-    from loader.run import write_results
+    from loader.results import write_results
 
     with Ledger.open(ledger, readonly=True) as opened:
         count = write_results(opened, out_file)

@@ -1,9 +1,10 @@
-"""`loader run`, `status` and `results`: a run around the engine, and what it leaves behind.
+"""`loader run`: one run around the engine, from opening the ledger to the summary.
 
 A run: open the ledger, start a run record, settle rows an earlier run left in doubt (before
 anything is sent), stream the source from the ledger's resume point (when the file and spec
 are unchanged), plan batches into the ledger, feed the engine, then write `results.csv`,
-`failures.csv` and `run-summary.json` beside the ledger (or in `--out`).
+`failures.csv` and `run-summary.json` beside the ledger (or in `--out`; `loader.results`
+writes them).
 
 Exit codes: 0 every row succeeded or was already done; 1 some failed or were rejected (or
 the target refused a fresh token); 3 stopped with rows in doubt; 130 interrupted.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import hashlib
 import json
 import os
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx2
 from tqdm import tqdm
@@ -34,7 +34,7 @@ from loader.execute import AttemptLog, Engine, Settings, Tally, Task, Work
 from loader.ledger import Decision, Ledger, Plan, State
 from loader.mapping import StepRef
 from loader.pipeline import Checked, Prepared, prepare
-from loader.reports import TableWriter, formula_safe
+from loader.results import write_outputs
 from loader.sources import fingerprint
 from loader.spec import Spec
 from loader.targets.icasework import OPERATIONS, ICasework, Operation
@@ -43,21 +43,6 @@ from loader.throttle import Throttle
 EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
 BATCH = 500  # rows read and planned per ledger transaction
 SEND = frozenset({Decision.NEW, Decision.PENDING, Decision.REVALIDATED})
-RESULT_COLUMNS = ["key", "row", "step", "state", "target_id", "error_code", "error_info"]
-HINTS = {
-    "upstream-failed": "fix the failure of the earlier step of this row, then --retry-failed",
-    "retries-exhausted": "the target kept answering with a temporary error; rerun later",
-    "no-result": "the upload answer did not mention this row; check it on the target",
-}
-REJECTED_HINT = "invalid row, never sent: `loader validate` reports why; fix it and rerun"
-STATUS_HINTS = {
-    400: "the target refused these values: fix them (or the tenant's value lists), "
-    "then rerun with --retry-failed",
-    403: "permission denied: check what the API key may do on this tenant",
-    404: "the record this row refers to does not exist on the target",
-    409: "conflicts with a record on the target",
-    422: "the target could not process these values: fix them, then --retry-failed",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +126,7 @@ def run(
             raise
         summary = session.summary(status, started, ledger_path)
         ledger.finish_run(run_id, status=status, summary=summary)
-        _write_outputs(spec, ledger, out_dir, summary)
+        write_outputs(spec, ledger, out_dir, summary)
         return RunResult(
             summary["exit_code"], status, summary, ledger_path, out_dir, session.lines(summary)
         )
@@ -505,118 +490,3 @@ def _issue_summary(checked: Checked) -> str:
             place = i.where or f"row {checked.row.number}"
             parts.append(f"{i.code}:{i.field}@{place}" if i.field else f"{i.code}@{place}")
     return "; ".join(parts)
-
-
-# -- outputs ---------------------------------------------------------------------------
-
-
-def _write_outputs(spec: Spec, ledger: Ledger, out: Path, summary: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(ledger, out / "results.csv")
-    _write_failures(spec, ledger, out / "failures.csv")
-    (out / "run-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-
-
-def write_results(ledger: Ledger, path: Path | None, *, stdout: IO[str] | None = None) -> int:
-    """The cross-reference: source key, row, step, state, target id, error code and info.
-    To `path` (CSV, formula-safe) or to `stdout`; returns the number of entries."""
-    count = 0
-    rows = (
-        [e.key, e.row, e.step, str(e.state), e.target_id, e.error_code, e.error_info]
-        for e in ledger.entries()
-    )
-    if path is None:
-        writer = csv.writer(stdout or sys.stdout)
-        writer.writerow(RESULT_COLUMNS)
-        for row in rows:
-            writer.writerow([formula_safe(v) for v in row])
-            count += 1
-        return count
-    with TableWriter(path, RESULT_COLUMNS) as table:
-        for row in rows:
-            table.write(row)
-            count += 1
-    return count
-
-
-def _write_failures(spec: Spec, ledger: Ledger, path: Path) -> None:
-    """Failed and rejected rows in the source's own columns plus code, info and a hint:
-    everything not loaded, in a file to fix and feed back."""
-    failed: dict[str, tuple[str | None, str | None, str]] = {}
-    for e in ledger.entries(states=[State.FAILED, State.REJECTED]):
-        if e.state is State.REJECTED:
-            failed.setdefault(e.key, ("rejected", e.issues, REJECTED_HINT))
-        else:
-            hint = _hint(e.error_code, e.http_status)
-            failed.setdefault(e.key, (e.error_code, e.error_info, hint))
-    path.unlink(missing_ok=True)
-    if not failed:
-        return
-    with (
-        prepare(spec) as prepared,
-        TableWriter(path, [*prepared.table.header, "_code", "_info", "_hint"]) as table,
-    ):
-        for checked in prepared:
-            found = failed.get(checked.key or f"row-{checked.row.number}")
-            if found is not None and not checked.blank:
-                table.write([*checked.row.values, *found])
-
-
-def _hint(code: str | None, status: int | None) -> str:
-    if code in HINTS:
-        return HINTS[code]
-    return STATUS_HINTS.get(status or 0, "see the error info; fix, then rerun with --retry-failed")
-
-
-# -- status ----------------------------------------------------------------------------
-
-
-def status_report(path: Path) -> dict[str, Any]:
-    """Counts by state and step, the last run's rate, the most frequent error codes."""
-    with Ledger.open(path, readonly=True) as ledger:
-        counts = ledger.counts()
-        runs = ledger.runs()
-        errors = ledger.last_errors()
-    last = runs[-1] if runs else None
-    states = counts.states
-    return {
-        "ledger": str(path),
-        "rows": counts.rows,
-        "entries": counts.entries,
-        "succeeded": states["succeeded"],
-        "failed": states["failed"],
-        "rejected": states["rejected"],
-        "pending": states["pending"],
-        "in_doubt": counts.in_doubt,
-        "changed": counts.changed,
-        "steps": counts.steps,
-        "runs": len(runs),
-        "last_run": None
-        if last is None
-        else {
-            "status": last.status,
-            "target": last.target,
-            "rate_per_s": (last.summary or {}).get("rate_per_s"),
-            "elapsed_s": (last.summary or {}).get("elapsed_s"),
-        },
-        "last_errors": [{"code": c, "info": i, "count": n} for c, i, n in errors],
-    }
-
-
-def format_status(report: dict[str, Any]) -> str:
-    lines = [
-        f"{report['ledger']}: {report['rows']} rows, {report['entries']} entries",
-        f"  succeeded {report['succeeded']}, failed {report['failed']}, rejected "
-        f"{report['rejected']}, pending {report['pending']}, in doubt {report['in_doubt']}, "
-        f"changed {report['changed']}",
-    ]
-    for step, states in report["steps"].items():
-        text = ", ".join(f"{s} {n}" for s, n in states.items() if n)
-        lines.append(f"  step {step}: {text or 'empty'}")
-    last = report["last_run"]
-    if last is not None:
-        rate = f", {last['rate_per_s']} req/s" if last["rate_per_s"] is not None else ""
-        lines.append(f"  last run ({report['runs']} in all): {last['status']}{rate}")
-    for err in report["last_errors"]:
-        lines.append(f"  error {err['code']} x{err['count']}: {err['info']}")
-    return "\n".join(lines)
