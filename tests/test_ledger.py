@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from loader import ledger as ledger_module
 from loader.errors import LedgerError
 from loader.ledger import (
     SCHEMA_VERSION,
@@ -23,6 +22,8 @@ from loader.ledger import (
     Plan,
     State,
 )
+from loader.ledger import schema as ledger_schema
+from loader.ledger import store as ledger_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +131,7 @@ def test_readonly_needs_an_existing_ledger_and_refuses_writes(tmp_path: Path) ->
             reader.mark_sending([("K1", "case")])
 
 
-@pytest.mark.skipif(ledger_module.fcntl is None, reason="no advisory locks on this platform")
+@pytest.mark.skipif(ledger_schema.fcntl is None, reason="no advisory locks on this platform")
 def test_a_second_writer_is_refused_but_readers_are_welcome(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     with Ledger.open(path) as writer:
@@ -507,7 +508,7 @@ def test_entries_come_by_row_and_filter_by_state(ledger: Ledger) -> None:
 def test_due_pages_survive_marks_between_items(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ledger_module, "_PAGE", 3)
+    monkeypatch.setattr(ledger_store, "_PAGE", 3)
     ledger.plan([plan(f"K{n:02d}", row=n) for n in range(2, 12)])
     seen = []
     for entry in ledger.due(0.0):

@@ -1,284 +1,28 @@
-"""The result ledger: a SQLite file that makes runs resumable and sends exactly once.
+"""The `Ledger`: planning, the send protocol and reading, over an open ledger file.
 
-Per (source key, step) the ledger keeps a state, the attempt count, the payload hash,
-the look-up value and the id the target returned, the last HTTP status and error, and
-times; plus the runs and every attempt (an audit trail). It stores no payload values
-(they may be personal data): only hashes and identifiers.
-
-States and the send protocol (DESIGN §5)::
-
-    pending ──mark_sending──► sending ──mark_succeeded──► succeeded
-       ▲  ▲                     │  │ ───mark_failed─────► failed ──retry_failed──► pending
-       │  └──────release────────┘  │
-       └────────mark_retry─────────┘          rejected (an invalid row; never sent)
-
-`mark_sending` is committed before a request leaves, so a crash leaves the row in
-`sending`: in doubt, never lost, and never sent again until it is resolved. Only a
-`pending` entry can be claimed for sending: that check, inside the same statement as
-the claim, is the ledger's half of exactly-once.
-
-One writer process at a time (an advisory lock on `<ledger>-lock` enforces it where the
-OS has `fcntl`); any number of read-only readers (`loader status`) alongside, thanks to
-WAL. A `Ledger` is not thread-safe: use it from one thread at a time.
+Every write is one committed transaction; every protocol call (`mark_sending`,
+`record_outcomes`, `release`) checks the state it moves from inside its own statement
+and changes all of its entries or none. Iterators read in pages of keyset queries, so a
+caller may write between items.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from loader.errors import LedgerError
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory lock, the one-writer rule is only documented
-    fcntl = None  # type: ignore[assignment]  # the module is optional on this platform
-
-
-class State(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    REJECTED = "rejected"
-
-
-TERMINAL: frozenset[State] = frozenset({State.SUCCEEDED, State.FAILED, State.REJECTED})
-
-
-class Decision(StrEnum):
-    """What `Ledger.plan` decided for one (row, step) of this run."""
-
-    NEW = "new"  # inserted as pending: send it
-    PENDING = "pending"  # known, not yet done (or retry later): send it when due
-    DONE = "done"  # succeeded/failed already with the same payload: skip
-    CHANGED = "changed"  # succeeded with a different payload: never re-sent, flagged
-    IN_DOUBT = "in-doubt"  # state sending: resolve it before anything is resent
-    REJECTED = "rejected"  # invalid row: recorded as rejected, never sent
-    REVALIDATED = "revalidated"  # was rejected, now valid: back to pending, send it
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What the planner knows of one (row, step) of this run. No payload values."""
-
-    key: str
-    step: str
-    row: int
-    offset: int | None
-    payload_hash: str | None  # None for a rejected row
-    lookup: str | None  # finds the record on the target (createcase: the ExternalId)
-    rejected: bool = False
-    issues: str | None = None  # value-free summary, "format:Customer.Email@F27; ..."
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    key: str
-    step: str
-    row: int
-    offset: int | None
-    state: State
-    attempts: int
-    payload_hash: str | None
-    lookup: str | None
-    target_id: str | None
-    http_status: int | None
-    error_code: str | None
-    error_info: str | None
-    next_at: float | None
-    changed: bool
-    issues: str | None
-    updated_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The answer to one sent request, for `Ledger.record_outcomes` (one transaction).
-
-    Build it with `succeeded`, `failed` or `retry`; `state` is where the entry goes.
-    """
-
-    key: str
-    step: str
-    state: State
-    target_id: str | None = None
-    http_status: int | None = None
-    code: str | None = None
-    info: str | None = None
-    next_at: float | None = None
-    payload_hash: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.state not in (State.SUCCEEDED, State.FAILED, State.PENDING):
-            raise ValueError(f"an outcome ends in succeeded, failed or pending, not {self.state}")
-        if (self.state is State.PENDING) != (self.next_at is not None):
-            raise ValueError("next_at is required for a retry outcome, and only for it")
-
-    @classmethod
-    def succeeded(
-        cls,
-        key: str,
-        step: str,
-        *,
-        target_id: str | None,
-        http_status: int | None,
-        payload_hash: str | None = None,
-    ) -> Outcome:
-        return cls(key, step, State.SUCCEEDED, target_id, http_status, payload_hash=payload_hash)
-
-    @classmethod
-    def failed(
-        cls, key: str, step: str, *, http_status: int | None, code: str | None, info: str | None
-    ) -> Outcome:
-        return cls(key, step, State.FAILED, None, http_status, code, info)
-
-    @classmethod
-    def retry(
-        cls,
-        key: str,
-        step: str,
-        *,
-        next_at: float,
-        http_status: int | None,
-        code: str | None,
-        info: str | None,
-    ) -> Outcome:
-        return cls(key, step, State.PENDING, None, http_status, code, info, next_at)
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    id: int
-    started_at: float
-    ended_at: float | None
-    spec_name: str
-    spec_hash: str
-    source: str
-    source_fingerprint: str
-    target: str
-    status: str
-    summary: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Rows (distinct keys), entries by state overall and per step, in doubt, changed."""
-
-    rows: int
-    entries: int
-    states: dict[str, int]  # every State, zeros included
-    steps: dict[str, dict[str, int]]  # step -> state -> count (every State)
-    in_doubt: int
-    changed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "entries": self.entries,
-            "states": dict(self.states),
-            "steps": {step: dict(states) for step, states in self.steps.items()},
-            "in_doubt": self.in_doubt,
-            "changed": self.changed,
-        }
-
-
-# Migrations: _MIGRATIONS[i] brings a ledger from schema version i to i + 1, inside one
-# transaction together with `PRAGMA user_version`. Append; never edit a released one.
-#
-# `entries` is keyed on (key, step) WITHOUT ROWID, so a look-up by key is one b-tree
-# search. The partial indexes hold only non-terminal entries, ordered by source row:
-# resume_point, in_doubt and due are index seeks however many entries are terminal.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE entries (
-            key TEXT NOT NULL,
-            step TEXT NOT NULL,
-            source_row INTEGER NOT NULL,
-            source_offset INTEGER,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            payload_hash TEXT,
-            lookup TEXT,
-            target_id TEXT,
-            http_status INTEGER,
-            error_code TEXT,
-            error_info TEXT,
-            next_at REAL,
-            changed INTEGER NOT NULL DEFAULT 0,
-            issues TEXT,
-            sent_at REAL,
-            updated_at REAL NOT NULL,
-            PRIMARY KEY (key, step)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX entries_pending ON entries (source_row) WHERE state = 'pending'",
-        "CREATE INDEX entries_sending ON entries (source_row) WHERE state = 'sending'",
-        "CREATE INDEX entries_failed ON entries (error_code) WHERE state = 'failed'",
-        "CREATE INDEX entries_changed ON entries (source_row) WHERE changed = 1",
-        # entries() pages through every entry by row: without this, each page is a sort.
-        "CREATE INDEX entries_row ON entries (source_row)",
-        # Entries per (step, state), so counts() reads a few rows instead of grouping a
-        # million. Invariant: plan() is the only writer that inserts entries and adds
-        # its inserts here itself (a per-row insert trigger cost 30% of plan's speed);
-        # the trigger moves state changes; entries are never deleted.
-        """CREATE TABLE tallies (
-            step TEXT NOT NULL,
-            state TEXT NOT NULL,
-            n INTEGER NOT NULL,
-            PRIMARY KEY (step, state)
-        ) WITHOUT ROWID""",
-        # plan() seeds a row per state for every step it inserts, so two plain UPDATEs
-        # do (the cheapest trigger: it runs on every committed send and outcome).
-        """CREATE TRIGGER tally_update AFTER UPDATE OF state ON entries
-            WHEN OLD.state <> NEW.state BEGIN
-            UPDATE tallies SET n = n - 1 WHERE step = OLD.step AND state = OLD.state;
-            UPDATE tallies SET n = n + 1 WHERE step = NEW.step AND state = NEW.state;
-        END""",
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY,
-            started_at REAL NOT NULL,
-            ended_at REAL,
-            spec_name TEXT NOT NULL,
-            spec_hash TEXT NOT NULL,
-            source TEXT NOT NULL,
-            source_fingerprint TEXT NOT NULL,
-            target TEXT NOT NULL,
-            status TEXT NOT NULL,
-            summary TEXT
-        )""",
-        """CREATE TABLE attempts (
-            id INTEGER PRIMARY KEY,
-            run_id INTEGER NOT NULL,
-            key TEXT NOT NULL,
-            step TEXT NOT NULL,
-            started_at REAL NOT NULL,
-            duration_ms REAL NOT NULL,
-            outcome TEXT NOT NULL,
-            http_status INTEGER,
-            code TEXT
-        )""",
-        # One checkpoint: the source most recently planned. A new fingerprint replaces it.
-        """CREATE TABLE checkpoint (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            fingerprint TEXT NOT NULL,
-            source_row INTEGER NOT NULL,
-            source_offset INTEGER,
-            updated_at REAL NOT NULL
-        )""",
-    ),
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
+from loader.ledger.records import Counts, Decision, Entry, Outcome, Plan, RunInfo, State
+from loader.ledger.schema import connect, drop_lock
 
 _ENTRY_COLUMNS = (
     "key, step, source_row, source_offset, state, attempts, payload_hash, lookup, target_id,"
@@ -338,49 +82,12 @@ class Ledger:
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False) -> Ledger:
         path = Path(path)
-        lock: int | None = None
-        try:
-            if readonly:
-                if not path.is_file():
-                    raise LedgerError(f"{path}: no ledger here; `loader run` creates one")
-                uri = f"{path.resolve().as_uri()}?mode=ro"
-                conn = sqlite3.connect(
-                    uri, uri=True, timeout=5.0, isolation_level=None, check_same_thread=False
-                )
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                lock = _take_lock(path)
-                conn = sqlite3.connect(
-                    path, timeout=5.0, isolation_level=None, check_same_thread=False
-                )
-        except OSError as exc:
-            _drop_lock(lock)
-            raise LedgerError(f"{path}: cannot open the ledger: {exc}") from exc
-        except sqlite3.Error as exc:
-            _drop_lock(lock)
-            raise LedgerError(f"{path}: cannot open the ledger: {exc}") from exc
-        try:
-            _prepare(conn, path, readonly=readonly)
-        except sqlite3.OperationalError as exc:  # locked, read-only directory, disk full
-            conn.close()
-            _drop_lock(lock)
-            raise LedgerError(f"{path}: cannot open the ledger: {exc}") from exc
-        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
-            conn.close()
-            _drop_lock(lock)
-            raise LedgerError(
-                f"{path}: not a loader ledger (not a SQLite file, or damaged: {exc});"
-                " give another --ledger file or move this one away"
-            ) from exc
-        except LedgerError:
-            conn.close()
-            _drop_lock(lock)
-            raise
+        conn, lock = connect(path, readonly=readonly)
         return cls(conn, path, readonly=readonly, lock=lock)
 
     def close(self) -> None:
         self._conn.close()
-        _drop_lock(self._lock)
+        drop_lock(self._lock)
         self._lock = None
 
     def __enter__(self) -> Ledger:
@@ -839,61 +546,3 @@ def _decide(old: _Known, item: Plan) -> Decision:
         return Decision.DONE
     old.state, old.payload_hash, old.issues = State.PENDING, item.payload_hash, None
     return Decision.REVALIDATED if was is State.REJECTED else Decision.PENDING
-
-
-def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
-    """Set the connection up and bring the schema to this loader's version."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise LedgerError(
-            f"{path}: made by a newer loader (ledger schema {version}, this loader knows up to"
-            f" {SCHEMA_VERSION}); upgrade loader to use this ledger"
-        )
-    if version == 0:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables:
-            raise LedgerError(f"{path}: a SQLite file, but not a loader ledger")
-    if readonly:
-        if version < SCHEMA_VERSION:
-            what = "empty" if version == 0 else f"schema {version}"
-            raise LedgerError(f"{path}: not a usable ledger ({what}); `loader run` prepares it")
-        return
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    # Checkpoints are the only fsyncs under synchronous=NORMAL; at one commit per send
-    # and outcome, checkpointing every 4,000 pages (16 MB of WAL) rather than 1,000
-    # keeps them from dominating.
-    conn.execute("PRAGMA wal_autocheckpoint = 4000")
-    if version < SCHEMA_VERSION:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statements in _MIGRATIONS[version:]:
-                for statement in statements:
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-
-def _take_lock(path: Path) -> int | None:
-    """Hold `<ledger>-lock` while this process writes: a second writer would take
-    another's in-flight `sending` rows for in-doubt ones and resend them."""
-    if fcntl is None:
-        return None
-    fd = os.open(path.with_name(path.name + "-lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        os.close(fd)
-        raise LedgerError(
-            f"{path}: in use by another loader run; wait for it to end"
-            " (`loader status` reads a ledger while it runs)"
-        ) from exc
-    return fd
-
-
-def _drop_lock(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)  # closing the descriptor releases the flock
