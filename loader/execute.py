@@ -10,15 +10,15 @@ Invariants (DESIGN §5–§6):
 - a 403 "Invalid token" refreshes the token once and retries; a second one right after stops;
 - no per-request SQLite reads: the engine keeps what it needs (ids, attempts) in memory.
 
-One `httpx2.AsyncClient` and one `Throttle` serve every request; `Settings.concurrency` bounds
-the requests in flight, and a larger bound on live row tasks keeps memory flat.
+One `httpx2.AsyncClient` and one `Throttle` serve every request, the uploaddata chunks that
+`loader.chunks` gathers included; `Settings.concurrency` bounds the requests in flight, and a
+larger bound on live row tasks keeps memory flat.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import random
 import time
@@ -30,6 +30,7 @@ from typing import IO, Any, Generic, Literal, TypeVar
 import httpx2
 
 from loader.auth import TokenProvider
+from loader.chunks import UPSERT_KINDS, Chunker
 from loader.ledger import Entry, Ledger
 from loader.ledger import Outcome as Recorded
 from loader.mapping import StepRef
@@ -41,8 +42,6 @@ T = TypeVar("T")
 InDoubtPolicy = Literal["stop", "lookup", "resend"]
 StopReason = Literal["interrupted", "in-doubt", "auth", "budget", "error"]
 UPSTREAM_FAILED = "upstream-failed"
-# uploaddata kinds whose rows are upserts: a chunk in doubt is simply sent again.
-UPSERT_KINDS = frozenset({"customers", "accounts"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +147,12 @@ Result = tuple[bool, str | None] | None  # (succeeded, target id); None: left fo
 
 
 class Engine:
+    """Sends rows, one task per request or (uploaddata) a `Chunker`'s chunk per request.
+
+    `ledger`, `target`, `auth` and the request primitives (`request`, `resolve`, `sleep`,
+    `delay`, `spawn`, `count_failed`) are what a `Chunker` sends its chunks with.
+    """
+
     def __init__(
         self,
         *,
@@ -159,7 +164,7 @@ class Engine:
         settings: Settings,
         log: AttemptLog | None = None,
     ) -> None:
-        self._ledger, self._target, self._auth = ledger, target, auth
+        self.ledger, self.target, self.auth = ledger, target, auth
         self._client, self._throttle, self.settings = client, throttle, settings
         self._log = log
         self.tally = Tally()
@@ -170,7 +175,7 @@ class Engine:
         self._claims = _Batcher(ledger.mark_sending)
         self._outcomes = _Batcher(ledger.record_outcomes)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._chunkers: dict[str, _Chunker] = {}
+        self._chunkers: dict[str, Chunker] = {}
 
     # -- control -----------------------------------------------------------------------
 
@@ -184,7 +189,7 @@ class Engine:
             self.stop_reason = reason
         self._stopped.set()
 
-    def _count_failed(self, rows: int = 1) -> None:
+    def count_failed(self, rows: int = 1) -> None:
         """Count failed rows; past the error budget, send nothing new (a systematic refusal
         should not be repeated on every remaining row)."""
         self.tally.failed += rows
@@ -192,13 +197,13 @@ class Engine:
         if budget is not None and self.tally.failed >= budget:
             self.stop("budget")
 
-    async def _sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         """Sleep that a stop cuts short."""
         if seconds > 0 and not self.stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), seconds)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -228,7 +233,7 @@ class Engine:
                     if self.stopping:
                         live.release()
                         break
-                    self._spawn(self._row(work)).add_done_callback(lambda _: live.release())
+                    self.spawn(self._row(work)).add_done_callback(lambda _: live.release())
                 if self.stopping:
                     break
                 await asyncio.sleep(0)
@@ -292,7 +297,7 @@ class Engine:
 
     # -- one request -------------------------------------------------------------------
 
-    async def _request(
+    async def request(
         self,
         op: Operation,
         build: Callable[[str], httpx2.Request],
@@ -306,12 +311,12 @@ class Engine:
             await self._throttle.acquire()
             if self.stopping:
                 return None
-            token = await self._auth.token(self._client)
+            token = await self.auth.token(self._client)
             if len(claims) == 1:
                 # Claims made in the same loop turn share one committed transaction.
                 await self._claims.add(claims[0])
             else:
-                self._ledger.mark_sending(claims)
+                self.ledger.mark_sending(claims)
             self.tally.requests += 1
             self.tally.in_flight += 1
             started = time.monotonic()
@@ -319,10 +324,10 @@ class Engine:
             try:
                 response = await self._client.send(build(token))
             except httpx2.HTTPError as exc:
-                outcome = classify(op, error=exc, target=self._target)
+                outcome = classify(op, error=exc, target=self.target)
             else:
                 self._throttle.observe(response.status_code, response.headers)
-                outcome = classify(op, response=response, target=self._target)
+                outcome = classify(op, response=response, target=self.target)
             finally:
                 self.tally.in_flight -= 1
         if outcome.http_status == 429:
@@ -338,9 +343,9 @@ class Engine:
         op, key, step = task.op, work.key, task.step
         retries = 0
         while True:
-            sent = await self._request(
+            sent = await self.request(
                 op,
-                lambda token: self._target.request(op, payload, token),
+                lambda token: self.target.request(op, payload, token),
                 key,
                 step,
                 work.row,
@@ -352,7 +357,7 @@ class Engine:
             kind = outcome.kind
             if kind is Kind.OK:
                 assert response is not None  # OK always comes with an answer
-                target_id = self._target.new_id(op, response)
+                target_id = self.target.new_id(op, response)
                 status = outcome.http_status
                 await self._outcomes.add(
                     Recorded.succeeded(key, step, target_id=target_id, http_status=status)
@@ -361,7 +366,7 @@ class Engine:
                 return True, target_id
             if kind is Kind.FAILED:
                 # Counted before the await: a spent error budget stops the next request.
-                self._count_failed()
+                self.count_failed()
                 await self._outcomes.add(
                     Recorded.failed(
                         key,
@@ -374,8 +379,8 @@ class Engine:
                 return False, None
             if kind is Kind.AUTH:
                 # The request was refused before being applied: not an attempt that counts.
-                self._ledger.release([(key, step)])
-                if self._auth.invalidate(token):
+                self.ledger.release([(key, step)])
+                if self.auth.invalidate(token):
                     continue
                 self.stop("auth")
                 return None
@@ -391,9 +396,9 @@ class Engine:
                         outcome.info,
                     )
                     return False, None
-                delay = self._delay(retries, outcome)
+                delay = self.delay(retries, outcome)
                 self.tally.retries += 1
-                self._ledger.mark_retry(
+                self.ledger.mark_retry(
                     key,
                     step,
                     next_at=time.time() + delay,
@@ -401,14 +406,14 @@ class Engine:
                     code=outcome.code,
                     info=outcome.info,
                 )
-                await self._sleep(delay)
+                await self.sleep(delay)
                 continue
             # In doubt: the request may have been applied. Look it up, never resend blindly.
             self.tally.in_doubt += 1
-            found = await self._resolve(work.key, step, work.row, op, task.lookup)
+            found = await self.resolve(work.key, step, work.row, op, task.lookup)
             if found == "absent":
                 # Not applied: pending again (a claim needs it), and sent at once.
-                self._ledger.mark_retry(
+                self.ledger.mark_retry(
                     key,
                     step,
                     next_at=time.time(),
@@ -421,7 +426,7 @@ class Engine:
                 return None
             return True, found[0]
 
-    def _delay(self, retries: int, outcome: Outcome) -> float:
+    def delay(self, retries: int, outcome: Outcome) -> float:
         if outcome.retry_after is not None:
             return outcome.retry_after
         ceiling = min(self.settings.backoff_max, self.settings.backoff * 2 ** max(0, retries - 1))
@@ -430,20 +435,20 @@ class Engine:
     def _fail_upstream(self, work: Work, tasks: Sequence[Task], info: str) -> None:
         # Only a claimed entry takes an outcome; these were never sent (attempts shows 1).
         pairs = [(work.key, t.step) for t in tasks]
-        self._ledger.mark_sending(pairs)
-        self._ledger.record_outcomes(
+        self.ledger.mark_sending(pairs)
+        self.ledger.record_outcomes(
             [
                 Recorded.failed(k, s, http_status=None, code=UPSTREAM_FAILED, info=info)
                 for k, s in pairs
             ]
         )
-        self._count_failed(len(pairs))
+        self.count_failed(len(pairs))
 
     def _fail(
         self, work: Work, task: Task, status: int | None, code: str | None, info: str | None
     ) -> None:
-        self._ledger.mark_failed(work.key, task.step, http_status=status, code=code, info=info)
-        self._count_failed()
+        self.ledger.mark_failed(work.key, task.step, http_status=status, code=code, info=info)
+        self.count_failed()
 
     # -- in doubt ------------------------------------------------------------------------
 
@@ -453,7 +458,7 @@ class Engine:
             return OPERATIONS["createcase"] if upload_type == "cases" else None
         return op if op.lookup_field else None
 
-    async def _resolve(
+    async def resolve(
         self, key: str, step: str, row: int, op: Operation, value: str | None, *, wait: bool = True
     ) -> tuple[str | None] | Literal["absent"] | None:
         """Settle an in-doubt (key, step): (id,) found and recorded succeeded; "absent": safe to
@@ -466,18 +471,18 @@ class Engine:
             self.stop("in-doubt")
             return None
         if wait:
-            await self._sleep(self.settings.grace)
+            await self.sleep(self.settings.grace)
         assert value is not None  # can_lookup
         for attempt in range(self.settings.lookup_attempts):
             if self.stopping:
                 return None
             async with self._slots:
                 await self._throttle.acquire()
-                token = await self._auth.token(self._client)
+                token = await self.auth.token(self._client)
                 self.tally.requests += 1
-                found = await self._target.lookup(self._client, op, value, token)
+                found = await self.target.lookup(self._client, op, value, token)
             if found.status == "found" and found.ids:
-                self._ledger.mark_succeeded(key, step, target_id=found.ids[0], http_status=200)
+                self.ledger.mark_succeeded(key, step, target_id=found.ids[0], http_status=200)
                 self.tally.resolved += 1
                 self.tally.succeeded += 1
                 if len(found.ids) > 1:
@@ -485,10 +490,10 @@ class Engine:
                 return (found.ids[0],)
             if found.status == "absent":
                 return "absent"
-            if found.auth_failed and not self._auth.invalidate(token):
+            if found.auth_failed and not self.auth.invalidate(token):
                 self.stop("auth")
                 return None
-            await self._sleep(self._delay(attempt + 1, _UNKNOWN))
+            await self.sleep(self.delay(attempt + 1, _UNKNOWN))
         self.tally.unresolved.append((key, step, row))
         return None
 
@@ -510,172 +515,23 @@ class Engine:
             op, upload_type = known
             look = self.lookup_op(op, upload_type)
             if look is None and (op.idempotent or (op.chunked and upload_type in UPSERT_KINDS)):
-                self._ledger.release([(entry.key, entry.step)])
+                self.ledger.release([(entry.key, entry.step)])
                 return
-            found = await self._resolve(
+            found = await self.resolve(
                 entry.key, entry.step, entry.row, look or op, entry.lookup, wait=False
             )
             if found == "absent":
-                self._ledger.release([(entry.key, entry.step)])
+                self.ledger.release([(entry.key, entry.step)])
 
         await asyncio.gather(*(one(e) for e in entries))
 
     # -- uploaddata chunks -------------------------------------------------------------
 
-    def _chunker(self, task: Task) -> _Chunker:
+    def _chunker(self, task: Task) -> Chunker:
         chunker = self._chunkers.get(task.step)
         if chunker is None:
-            chunker = self._chunkers[task.step] = _Chunker(self, task)
+            chunker = self._chunkers[task.step] = Chunker(self, task)
         return chunker
-
-    async def send_chunk(self, op: Operation, step: str, kind: str, items: list[_Item]) -> None:
-        """One uploaddata chunk: all its rows claimed in one commit, then one outcome per row."""
-        pending = items
-        retries = 0
-        while pending:
-            claims = [(item.work.key, step) for item in pending]
-            rows = [item.payload for item in pending]
-            sent = await self._request(
-                op,
-                functools.partial(self._target.upload_request, kind, rows),
-                f"chunk of {len(pending)}",
-                step,
-                pending[0].work.row,
-                claims,
-            )
-            if sent is None:
-                _settle(pending, None)
-                return
-            outcome, response, token = sent
-            if outcome.kind is Kind.OK:
-                assert response is not None
-                self._chunk_results(step, pending, response, outcome)
-                return
-            if outcome.kind is Kind.FAILED:
-                self._record(
-                    [
-                        Recorded.failed(
-                            k,
-                            s,
-                            http_status=outcome.http_status,
-                            code=outcome.code,
-                            info=outcome.info,
-                        )
-                        for k, s in claims
-                    ]
-                )
-                _settle(pending, (False, None))
-                return
-            if outcome.kind is Kind.AUTH:
-                self._ledger.release(claims)
-                if self._auth.invalidate(token):
-                    continue
-                self.stop("auth")
-                _settle(pending, None)
-                return
-            if outcome.kind is Kind.RETRY or kind in UPSERT_KINDS:
-                retries += outcome.http_status != 429
-                if retries >= self.settings.max_attempts:
-                    code = outcome.code or "retries-exhausted"
-                    self._record(
-                        [
-                            Recorded.failed(
-                                k, s, http_status=outcome.http_status, code=code, info=outcome.info
-                            )
-                            for k, s in claims
-                        ]
-                    )
-                    _settle(pending, (False, None))
-                    return
-                delay = self._delay(retries, outcome)
-                self.tally.retries += 1
-                due = time.time() + delay
-                self._ledger.record_outcomes(
-                    [
-                        Recorded.retry(
-                            k,
-                            s,
-                            next_at=due,
-                            http_status=outcome.http_status,
-                            code=outcome.code,
-                            info=outcome.info,
-                        )
-                        for k, s in claims
-                    ]
-                )
-                await self._sleep(delay)
-                continue
-            # A chunk of creates in doubt: settle each row by its own look-up.
-            self.tally.in_doubt += 1
-            await self._sleep(self.settings.grace)
-            look = self.lookup_op(op, kind) or op
-            found = await asyncio.gather(
-                *(
-                    self._resolve(i.work.key, step, i.work.row, look, i.task.lookup, wait=False)
-                    for i in pending
-                )
-            )
-            again = [
-                item for item, result in zip(pending, found, strict=True) if result == "absent"
-            ]
-            for item, result in zip(pending, found, strict=True):
-                if result != "absent":
-                    item.future.set_result(None if result is None else (True, result[0]))
-            if again:
-                self._ledger.record_outcomes(
-                    [
-                        Recorded.retry(
-                            i.work.key,
-                            step,
-                            next_at=time.time(),
-                            http_status=None,
-                            code=outcome.code,
-                            info="in doubt, not found: sent again",
-                        )
-                        for i in again
-                    ]
-                )
-            pending = again
-
-    def _record(self, outcomes: list[Recorded]) -> None:
-        """One transaction for many outcomes (a chunk's rows)."""
-        self._ledger.record_outcomes(outcomes)
-        for o in outcomes:
-            if o.state == "succeeded":
-                self.tally.succeeded += 1
-            else:
-                self._count_failed()
-
-    def _chunk_results(
-        self, step: str, items: list[_Item], response: httpx2.Response, outcome: Outcome
-    ) -> None:
-        by_row = {r.row: r for r in self._target.upload_results(response)}
-        outcomes: list[Recorded] = []
-        results: list[Result] = []
-        for number, item in enumerate(items, start=1):
-            result = by_row.get(number)
-            key, status = item.work.key, outcome.http_status
-            if result is not None and result.status in ("created", "updated"):
-                outcomes.append(
-                    Recorded.succeeded(key, step, target_id=result.id, http_status=status)
-                )
-                results.append((True, result.id))
-            elif result is not None:
-                outcomes.append(
-                    Recorded.failed(
-                        key, step, http_status=status, code=result.code, info=result.info
-                    )
-                )
-                results.append((False, None))
-            else:
-                info = "the upload answer has no result for this row"
-                outcomes.append(
-                    Recorded.failed(key, step, http_status=status, code="no-result", info=info)
-                )
-                results.append((False, None))
-        self._record(outcomes)
-        for item, done in zip(items, results, strict=True):
-            item.future.set_result(done)
 
 
 class _Batcher(Generic[T]):
@@ -706,50 +562,3 @@ class _Batcher(Generic[T]):
             done.set_exception(exc)
         else:
             done.set_result(None)
-
-
-@dataclass(slots=True)
-class _Item:
-    work: Work
-    task: Task
-    payload: dict[str, Any]
-    future: asyncio.Future[Result]
-
-
-def _settle(items: Sequence[_Item], result: Result) -> None:
-    for item in items:
-        if not item.future.done():
-            item.future.set_result(result)
-
-
-class _Chunker:
-    """Gathers the rows of one uploaddata step into chunks of at most `upload_limit` rows; a
-    partial chunk goes after `upload_linger` seconds, so a slow source never stalls it."""
-
-    def __init__(self, engine: Engine, task: Task) -> None:
-        self._engine = engine
-        self._op, self._step, self._kind = task.op, task.step, task.upload_type or ""
-        self._items: list[_Item] = []
-        self._timer: asyncio.TimerHandle | None = None
-
-    def submit(self, work: Work, task: Task, payload: dict[str, Any]) -> asyncio.Future[Result]:
-        loop = asyncio.get_running_loop()
-        item = _Item(work, task, payload, loop.create_future())
-        self._items.append(item)
-        if len(self._items) >= self._engine.settings.upload_limit:
-            self.flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(self._engine.settings.upload_linger, self.flush)
-        return item.future
-
-    def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._items:
-            return
-        items, self._items = self._items, []
-        if self._engine.stopping:
-            _settle(items, None)
-            return
-        self._engine._spawn(self._engine.send_chunk(self._op, self._step, self._kind, items))
