@@ -1,5 +1,6 @@
-"""Tests for loader.sources and loader.xlsx: structure checks as frictionless reports them,
-encodings, dialects, resume offsets, and xlsx fidelity against openpyxl."""
+"""Tests for loader.sources, loader.xlsx and loader.xlsxbook: structure checks as
+frictionless reports them, encodings, dialects, resume offsets, and xlsx fidelity against
+openpyxl."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from loader.errors import SourceError
 from loader.sources import Table, fingerprint, open_table
-from loader.xlsx import Kind, classify, render_padded
+from loader.xlsx import render_padded
+from loader.xlsxbook import Kind, classify
 
 EDGE = Path(__file__).parent / "data" / "edge-cases"
 
