@@ -62,7 +62,9 @@ class RunOptions:
 @dataclass(frozen=True, slots=True)
 class RunResult:
     exit_code: int
-    status: str  # completed | some-failed | stopped | interrupted | auth-stopped
+    # completed | some-failed | some-rejected | stopped | budget-stopped | auth-stopped |
+    # interrupted
+    status: str
     summary: dict[str, Any]
     ledger: Path
     out_dir: Path
@@ -151,6 +153,7 @@ class _Session:
         self.engine: Engine | None = None
         self.status: str | None = None
         self.rejected = 0  # rows refused this run (invalid, or a duplicate key)
+        self.duplicate_keys = 0  # of those, rows whose key an earlier row already has
         self.planned = 0
         self.throttle: Throttle | None = None
         self.ops: dict[str, tuple[Operation, str | None]] = {
@@ -211,8 +214,10 @@ class _Session:
         if reason == "budget":
             return "budget-stopped"
         counts = self.ledger.counts()
-        bad = counts.states["failed"] + counts.states["rejected"] + self.rejected
-        return "some-failed" if bad else "completed"
+        if counts.states["failed"]:
+            return "some-failed"
+        rejected = counts.states["rejected"] + self.rejected
+        return "some-rejected" if rejected else "completed"
 
     # -- planning --------------------------------------------------------------------
 
@@ -245,6 +250,7 @@ class _Session:
         for checked in rows:
             if any(i.code == "duplicate-key" for i in checked.issues):
                 self.rejected += 1  # the key belongs to its first row; never touch its entry
+                self.duplicate_keys += 1
                 continue
             steps = [s.id for s in self.spec.steps if s.id in checked.payloads]
             row = checked.row
@@ -363,6 +369,7 @@ class _Session:
             "budget-stopped": EXIT_STOPPED,
             "auth-stopped": EXIT_FAILED,
             "some-failed": EXIT_FAILED,
+            "some-rejected": EXIT_FAILED,
         }.get(status, EXIT_OK)
         throttle = self.throttle
         return {
@@ -381,6 +388,7 @@ class _Session:
                 "succeeded": tally.succeeded,
                 "failed": tally.failed,
                 "rejected": self.rejected,
+                "duplicate_keys": self.duplicate_keys,
                 "retries": tally.retries,
                 "throttled": tally.throttled,
                 "in_doubt": tally.in_doubt,
@@ -400,7 +408,7 @@ class _Session:
         out = [
             f"Sent {summary['requests']} requests in {summary['elapsed_s']:.1f} s "
             f"({summary['rate_per_s']} req/s): {run['succeeded']} succeeded, {run['failed']} "
-            f"failed, {run['rejected']} rejected, {run['retries']} retried.",
+            f"failed, {run['rejected']} rejected{_duplicates(run)}, {run['retries']} retried.",
             f"Ledger: {states['succeeded']} succeeded, {states['failed']} failed, "
             f"{states['rejected']} rejected, {states['pending']} pending, "
             f"{states['sending']} in doubt.",
@@ -490,3 +498,8 @@ def _issue_summary(checked: Checked) -> str:
             place = i.where or f"row {checked.row.number}"
             parts.append(f"{i.code}:{i.field}@{place}" if i.field else f"{i.code}@{place}")
     return "; ".join(parts)
+
+
+def _duplicates(run: Mapping[str, Any]) -> str:
+    n = run["duplicate_keys"]
+    return f" ({n} repeating an earlier row's key, not in the ledger)" if n else ""

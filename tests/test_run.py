@@ -108,6 +108,19 @@ def test_invalid_rows_are_rejected_and_never_sent(project: Path) -> None:
     assert [(r["Ref"], r["_code"], r["_info"]) for r in rows] == [("B2", "rejected", b2.issues)]
 
 
+def test_a_repeated_key_is_rejected_and_the_first_row_is_loaded(project: Path) -> None:
+    write_source(project, [("D1", "Email", "First"), ("D2", "Email", "Ok"), ("D1", "Web", "Copy")])
+    spec = load_spec(project / "spec.yaml")
+    result = run(spec, RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=FAST))
+    assert (result.exit_code, result.status) == (1, "some-rejected")
+    assert result.summary["this_run"]["duplicate_keys"] == 1
+    assert "1 rejected (1 repeating an earlier row's key, not in the ledger)" in result.lines[0]
+    assert store(project).cases_by_external_id() == {"D1": 1, "D2": 1}
+    with Ledger.open(project / "runs" / "ledger.sqlite", readonly=True) as ledger:
+        d1 = ledger.get("D1", "case")
+    assert d1 is not None and d1.row == 2  # the entry is the first row's
+
+
 def test_a_changed_source_sends_new_keys_and_reports_changed_ones(project: Path) -> None:
     write_source(project, [("C1", "Email", "One"), ("C2", "Email", "Two")])
     assert go(project)[0] == 0
