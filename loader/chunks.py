@@ -127,16 +127,8 @@ class Chunker:
             if outcome.kind is Kind.RETRY or kind in UPSERT_KINDS:
                 retries += outcome.http_status != 429
                 if retries >= engine.settings.max_attempts:
-                    code = outcome.code or "retries-exhausted"
-                    self._record(
-                        [
-                            Recorded.failed(
-                                k, s, http_status=outcome.http_status, code=code, info=outcome.info
-                            )
-                            for k, s in claims
-                        ]
-                    )
-                    _settle(pending, (False, None))
+                    engine.give_up(claims, outcome)
+                    _settle(pending, None)
                     return
                 delay = engine.delay(retries, outcome)
                 engine.tally.retries += 1

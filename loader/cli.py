@@ -211,7 +211,7 @@ def run(
         failures = result.out_dir / "failures.csv"
         if failures.exists():
             click.echo(f"Not loaded: {failures}")
-    elif result.status in ("stopped", "budget-stopped", "auth-stopped", "interrupted"):
+    elif result.status.endswith("stopped") or result.status == "interrupted":
         click.echo(result.lines[-1], err=True)  # why it stopped, even for scripts
     return result.exit_code
 

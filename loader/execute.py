@@ -40,7 +40,7 @@ from loader.throttle import Throttle
 
 T = TypeVar("T")
 InDoubtPolicy = Literal["stop", "lookup", "resend"]
-StopReason = Literal["interrupted", "in-doubt", "auth", "budget", "error"]
+StopReason = Literal["interrupted", "in-doubt", "auth", "budget", "unreachable", "error"]
 UPSTREAM_FAILED = "upstream-failed"
 
 
@@ -169,6 +169,7 @@ class Engine:
         self._log = log
         self.tally = Tally()
         self.stop_reason: StopReason | None = None
+        self.unreachable: Outcome | None = None  # the failure that made the run give up
         self.fatal: BaseException | None = None
         self._stopped = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -388,14 +389,8 @@ class Engine:
                 if outcome.http_status != 429:
                     retries += 1
                 if retries >= self.settings.max_attempts:
-                    self._fail(
-                        work,
-                        task,
-                        outcome.http_status,
-                        outcome.code or "retries-exhausted",
-                        outcome.info,
-                    )
-                    return False, None
+                    self.give_up([(key, step)], outcome)
+                    return None
                 delay = self.delay(retries, outcome)
                 self.tally.retries += 1
                 self.ledger.mark_retry(
@@ -444,11 +439,26 @@ class Engine:
         )
         self.count_failed(len(pairs))
 
-    def _fail(
-        self, work: Work, task: Task, status: int | None, code: str | None, info: str | None
-    ) -> None:
-        self.ledger.mark_failed(work.key, task.step, http_status=status, code=code, info=info)
-        self.count_failed()
+    def give_up(self, claims: Sequence[tuple[str, str]], outcome: Outcome) -> None:
+        """The target kept failing in a way that is not these rows' fault (unreachable, 5xx,
+        429s past every retry): they go back to pending, and the run stops; failing them, and
+        every row after them, would hide an outage as bad data."""
+        self.ledger.record_outcomes(
+            [
+                Recorded.retry(
+                    k,
+                    s,
+                    next_at=time.time(),
+                    http_status=outcome.http_status,
+                    code=outcome.code,
+                    info=outcome.info,
+                )
+                for k, s in claims
+            ]
+        )
+        if self.unreachable is None:
+            self.unreachable = outcome
+        self.stop("unreachable")
 
     # -- in doubt ------------------------------------------------------------------------
 

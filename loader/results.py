@@ -22,7 +22,6 @@ from loader.spec import Spec
 RESULT_COLUMNS = ["key", "row", "step", "state", "target_id", "error_code", "error_info"]
 HINTS = {
     "upstream-failed": "fix the failure of the earlier step of this row, then --retry-failed",
-    "retries-exhausted": "the target kept answering with a temporary error; rerun later",
     "no-result": "the upload answer did not mention this row; check it on the target",
 }
 REJECTED_HINT = "invalid row, never sent: `loader validate` reports why; fix it and rerun"

@@ -33,6 +33,7 @@ from loader.auth import Credentials, ICaseworkJWT
 from loader.execute import AttemptLog, Engine, Settings, Tally, Task, Work
 from loader.ledger import Decision, Ledger, Plan, State
 from loader.mapping import StepRef
+from loader.outcomes import Outcome
 from loader.pipeline import Checked, Prepared, prepare
 from loader.results import write_outputs
 from loader.sources import fingerprint
@@ -62,8 +63,8 @@ class RunOptions:
 @dataclass(frozen=True, slots=True)
 class RunResult:
     exit_code: int
-    # completed | some-failed | some-rejected | stopped | budget-stopped | auth-stopped |
-    # interrupted
+    # completed | some-failed | some-rejected | stopped | budget-stopped |
+    # unreachable-stopped | auth-stopped | interrupted
     status: str
     summary: dict[str, Any]
     ledger: Path
@@ -213,6 +214,8 @@ class _Session:
             return "stopped"
         if reason == "budget":
             return "budget-stopped"
+        if reason == "unreachable":
+            return "unreachable-stopped"
         counts = self.ledger.counts()
         if counts.states["failed"]:
             return "some-failed"
@@ -367,6 +370,7 @@ class _Session:
             "interrupted": EXIT_INTERRUPTED,
             "stopped": EXIT_STOPPED,
             "budget-stopped": EXIT_STOPPED,
+            "unreachable-stopped": EXIT_STOPPED,
             "auth-stopped": EXIT_FAILED,
             "some-failed": EXIT_FAILED,
             "some-rejected": EXIT_FAILED,
@@ -400,6 +404,7 @@ class _Session:
                 {"key": k, "step": s, "ids": list(ids)} for k, s, ids in tally.duplicates
             ],
             "unresolved": [{"key": k, "step": s, "row": r} for k, s, r in tally.unresolved],
+            "unreachable": _failure(self.engine.unreachable if self.engine else None),
         }
 
     def lines(self, summary: dict[str, Any]) -> tuple[str, ...]:
@@ -430,9 +435,18 @@ class _Session:
             listed = ", ".join(f"{r['key']} ({r['step']}, row {r['row']})" for r in rows[:20])
             more = f" and {len(rows) - 20} more" if len(rows) > 20 else ""
             out.append(
-                f"Stopped: {len(rows)} in doubt (sent, answer unknown, no look-up): "
-                f"{listed}{more}. Check them on the target; rerun with --in-doubt "
-                "resend only if they were not created."
+                f"Stopped: {len(rows)} in doubt (sent, answer unknown, not settled by a "
+                f"look-up): "
+                f"{listed}{more}. Check them on the target (a rerun looks them up again "
+                "where the operation has a look-up); rerun with --in-doubt resend only if "
+                "they were not created."
+            )
+        elif status == "unreachable-stopped":
+            why = summary["unreachable"]
+            out.append(
+                f"Stopped: the target kept failing ({why}) after "
+                f"{self.options.settings.max_attempts} tries; those rows are pending, none "
+                "failed. Rerun the same command when the target is back."
             )
         elif status == "budget-stopped":
             budget = self.options.settings.max_failures
@@ -503,3 +517,12 @@ def _issue_summary(checked: Checked) -> str:
 def _duplicates(run: Mapping[str, Any]) -> str:
     n = run["duplicate_keys"]
     return f" ({n} repeating an earlier row's key, not in the ledger)" if n else ""
+
+
+def _failure(outcome: Outcome | None) -> str | None:
+    """'HTTP 503 2099: Service unavailable', 'ConnectError: All connection attempts failed'."""
+    if outcome is None:
+        return None
+    status = f"HTTP {outcome.http_status} " if outcome.http_status else ""
+    code = f"{outcome.code}: " if outcome.code else ""
+    return f"{status}{code}{outcome.info or 'no detail'}"

@@ -161,12 +161,21 @@ def test_retry_safe_answers_are_retried_then_succeed(ledger: Ledger) -> None:
     assert engine.tally.retries == 2 and engine.tally.throttled == 1
 
 
-def test_retries_are_bounded(ledger: Ledger) -> None:
+def test_retries_are_bounded_and_an_outage_fails_no_row(ledger: Ledger) -> None:
     server = Server(lambda ep, req, n: error(503, "2097", "busy", **{"Retry-After": "0"}))
-    engine_run(ledger, server, [case_work("K0", 2)], Settings(**{**_fast(), "max_attempts": 3}))
+    works = [case_work("K0", 2), case_work("K1", 3)]
+    settings = Settings(**{**_fast(), "max_attempts": 3, "concurrency": 1})
+    engine = engine_run(ledger, server, works, settings)
+    assert engine.stop_reason == "unreachable"
+    assert engine.unreachable is not None and engine.unreachable.code == "2097"
     entry = ledger.get("K0", "case")
-    assert entry is not None and entry.state is State.FAILED and entry.error_code == "2097"
-    assert server.calls == {"createcase": 3}
+    # Pending again, not failed: the target's trouble is not the row's.
+    assert entry is not None and entry.state is State.PENDING and entry.error_code == "2097"
+    other = ledger.get("K1", "case")
+    assert other is not None and other.state is State.PENDING
+    # K0 made its 3 tries; K1, interleaved with it, was stopped before its own third.
+    assert 3 <= server.calls["createcase"] < 6
+    assert engine.tally.failed == 0
 
 
 def _fast() -> dict[str, Any]:

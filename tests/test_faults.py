@@ -206,3 +206,23 @@ def test_an_error_budget_stops_a_run_the_target_refuses_row_after_row(
         code, out, _ = loader_run(capsys, project, box.url, "--retry-failed")
         assert code == 0, out
         assert_exactly_once(project, box)
+
+
+@pytest.mark.usefixtures("env")
+def test_a_target_that_keeps_failing_stops_the_run_and_fails_no_row(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every write answered 503 (not applied): an outage, not bad data. The run gives up after
+    # its retries with every row pending, and a rerun once the target is back loads them all.
+    with sandbox(project, fail_rate=1.0) as box:
+        code, out, _ = loader_run(capsys, project, box.url)
+        assert code == 3, out
+        assert "Stopped: the target kept failing (HTTP 503" in out
+        assert box.store.case_count() == 0
+    with Ledger.open(project / "runs" / "ledger.sqlite", readonly=True) as ledger:
+        counts = ledger.counts()
+    assert (counts.states["failed"], counts.states["pending"], counts.in_doubt) == (0, 60, 0)
+    with sandbox(project) as box:  # the same store: the target is back
+        code, out, _ = loader_run(capsys, project, box.url)
+        assert code == 0, out
+        assert_exactly_once(project, box)

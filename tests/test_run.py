@@ -268,7 +268,9 @@ def test_a_crash_left_create_without_look_up_stops_until_told_to_resend(project:
     options = RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=FAST)
     result = run(spec, options)
     assert result.exit_code == 3 and result.summary["requests"] == 0
-    assert result.lines[-1].startswith("Stopped: 1 in doubt (sent, answer unknown, no look-up): ")
+    assert result.lines[-1].startswith(
+        "Stopped: 1 in doubt (sent, answer unknown, not settled by a look-up): "
+    )
     assert "D2 (account, row 3)" in result.lines[-1]
     resend = Settings(concurrency=8, grace=0.0, in_doubt="resend")
     result = run(spec, RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=resend))
