@@ -17,13 +17,14 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import jwt
 
-from loader.errors import AuthError, TargetError
+from loader.errors import AuthError, LoaderError, TargetError
 
 KEY_VARIABLE = "LOADER_API_KEY"
 SECRET_VARIABLE = "LOADER_API_SECRET"
@@ -67,6 +68,28 @@ class Credentials:
                 "to the API key pair from the target's administration screens"
             )
         return cls(environ[KEY_VARIABLE], environ[SECRET_VARIABLE])
+
+
+def read_credentials_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines (blank lines and `#` comments allowed), for `--credentials FILE`:
+    a file only its owner reads keeps the secret out of shell history and `ps`.
+    Errors name the file and the line number, never a value."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LoaderError(f"cannot read the credentials file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise LoaderError(f"the credentials file {path} is not UTF-8 text") from exc
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise LoaderError(f"{path} line {number}: expected NAME=value")
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
 
 
 class TokenProvider(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -146,6 +147,13 @@ def validate(
 )
 @click.option("--retry-failed", is_flag=True, help="Send failed rows again.")
 @click.option(
+    "--credentials",
+    "credentials_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file of NAME=value lines with LOADER_API_KEY and LOADER_API_SECRET; "
+    "its values win over the environment's.",
+)
+@click.option(
     "--max-failures",
     type=click.IntRange(min=1),
     help="Error budget: stop (exit 3) once this many rows failed in this run.",
@@ -169,6 +177,7 @@ def run(
     out_dir: Path | None,
     in_doubt: str,
     retry_failed: bool,
+    credentials_file: Path | None,
     max_failures: int | None,
     log_file: Path | None,
     quiet: bool,
@@ -203,7 +212,14 @@ def run(
         progress=not quiet,
         settings=settings,
     )
-    result = run_spec(loaded, options, echo=lambda line: click.echo(line, err=True))
+    environ: dict[str, str] = dict(os.environ)
+    if credentials_file is not None:
+        from loader.auth import read_credentials_file
+
+        environ.update(read_credentials_file(credentials_file))
+    result = run_spec(
+        loaded, options, environ=environ, echo=lambda line: click.echo(line, err=True)
+    )
     if not quiet:
         for line in result.lines:
             click.echo(line)

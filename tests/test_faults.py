@@ -226,3 +226,30 @@ def test_a_target_that_keeps_failing_stops_the_run_and_fails_no_row(
         code, out, _ = loader_run(capsys, project, box.url)
         assert code == 0, out
         assert_exactly_once(project, box)
+
+
+def test_credentials_from_a_file_win_over_the_environment(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOADER_API_KEY", KEY)
+    monkeypatch.setenv("LOADER_API_SECRET", "a-stale-secret")
+    secrets_file = project / "credentials.env"
+    secrets_file.write_text(f"# the UAT key pair\nLOADER_API_SECRET='{SECRET}'\n", encoding="utf-8")
+    with sandbox(project) as box:
+        code, out, err = loader_run(capsys, project, box.url, "--credentials", str(secrets_file))
+        assert code == 0, err
+        assert_exactly_once(project, box)
+    assert SECRET not in out + err
+
+
+def test_a_malformed_credentials_file_names_the_line_and_no_value(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets_file = project / "credentials.env"
+    secrets_file.write_text(f"LOADER_API_KEY={KEY}\n{SECRET}\n", encoding="utf-8")
+    code, out, err = loader_run(
+        capsys, project, "http://127.0.0.1:9/?db=demo", "--credentials", str(secrets_file)
+    )
+    assert code == 2
+    assert f"{secrets_file} line 2: expected NAME=value" in err
+    assert SECRET not in out + err and KEY not in out + err.replace(str(project), "")
