@@ -142,8 +142,9 @@ def validate(
     type=click.Choice(["stop", "lookup", "resend"]),
     default="lookup",
     show_default=True,
-    help="Rows whose request may have been applied: look up where the operation can, resend "
-    "where it is idempotent; for the others stop (and list them) or resend.",
+    help="Rows whose request may have been applied. lookup: look up where the operation "
+    "can, resend where it is idempotent, else stop and list them; resend: the same, but "
+    "resend the rest too (risking duplicates); stop: settle none, stop and list them.",
 )
 @click.option("--retry-failed", is_flag=True, help="Send failed rows again.")
 @click.option(

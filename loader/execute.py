@@ -474,8 +474,11 @@ class Engine:
         """Settle an in-doubt (key, step): (id,) found and recorded succeeded; "absent": safe to
         send again; None: still in doubt (left `sending` for a later run)."""
         can_lookup = op.lookup_field is not None and value
-        if not can_lookup:
-            if op.idempotent or self.settings.in_doubt == "resend":
+        if self.settings.in_doubt == "stop" or not can_lookup:
+            # `stop`: the user settles every in-doubt row by hand, look-up or not.
+            if self.settings.in_doubt != "stop" and (
+                op.idempotent or self.settings.in_doubt == "resend"
+            ):
                 return "absent"
             self.tally.unresolved.append((key, step, row))
             self.stop("in-doubt")

@@ -276,3 +276,18 @@ def test_a_crash_left_create_without_look_up_stops_until_told_to_resend(project:
     result = run(spec, RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=resend))
     assert result.exit_code == 0 and result.summary["requests"] == 2
     assert len(store(project).accounts()) == 2
+
+
+def test_in_doubt_stop_lists_even_rows_a_look_up_could_settle(project: Path) -> None:
+    write_source(project, [("S1", "Email", "One"), ("S2", "Email", "Two")])
+    assert go(project, limit=0)[0] == 0  # planned, nothing sent
+    with Ledger.open(project / "runs" / "ledger.sqlite") as ledger:
+        ledger.mark_sending([("S1", "case")])  # as a crash right after the claim leaves it
+    stop = Settings(concurrency=8, grace=0.0, in_doubt="stop")
+    spec = load_spec(project / "spec.yaml")
+    result = run(spec, RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=stop))
+    assert (result.exit_code, result.summary["requests"]) == (3, 0)  # not even a look-up
+    assert "S1 (case, row 2)" in result.lines[-1]
+    result = run(spec, RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=FAST))
+    assert result.exit_code == 0  # the default looks S1 up (absent), then sends both
+    assert store(project).cases_by_external_id() == {"S1": 1, "S2": 1}
