@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -477,11 +478,12 @@ def _signals(engine: Engine, echo: Callable[[str], None]) -> Iterator[None]:
         echo("Interrupted: finishing requests in flight (Ctrl-C again to exit at once)...")
         engine.stop("interrupted")
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, interrupt)
-    except (NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        # The event loop takes signals only in the main thread of a POSIX process (a run
+        # embedded in another program); there Ctrl-C stays a KeyboardInterrupt.
         yield
         return
+    loop.add_signal_handler(signal.SIGINT, interrupt)
     try:
         yield
     finally:

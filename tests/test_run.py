@@ -291,3 +291,14 @@ def test_in_doubt_stop_lists_even_rows_a_look_up_could_settle(project: Path) -> 
     result = run(spec, RunOptions(ledger=project / "runs" / "ledger.sqlite", settings=FAST))
     assert result.exit_code == 0  # the default looks S1 up (absent), then sends both
     assert store(project).cases_by_external_id() == {"S1": 1, "S2": 1}
+
+
+def test_a_run_embedded_in_another_thread_works_without_signal_handlers(project: Path) -> None:
+    import threading
+
+    results: list[tuple[int, dict[str, Any]]] = []
+    worker = threading.Thread(target=lambda: results.append(go(project)))
+    worker.start()
+    worker.join(timeout=60)
+    assert results and results[0][0] == 0
+    assert store(project).case_count() == 30
